@@ -1,0 +1,210 @@
+/**
+ * Environment + flags → one frozen, validated Config. Every variable of SPEC §1 is read here and
+ * nowhere else. A bad value throws ConfigError naming the variable and the accepted form; the CLI
+ * prints that one line and exits 2.
+ */
+import ipaddr from "ipaddr.js";
+import { parseDuration } from "./duration.js";
+
+export type Environment = "development" | "production";
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+export interface Config {
+  databaseUrl: string | undefined;
+  sqlitePath: string;
+  redisUrl: string | undefined;
+  workers: number;
+  timeoutMs: number;
+  maxRetries: number;
+  environment: Environment;
+  port: number;
+  host: string;
+  logLevel: LogLevel;
+  allowTargets: readonly string[];
+  /** Delay before retry n+1, in ms; its length is the number of retries (WEBHOOK_MAX_RETRIES). */
+  retrySchedule: readonly number[];
+  breakerThreshold: number;
+  breakerCooldownMs: number;
+  endpointConcurrency: number;
+  retentionDays: number;
+  drainTimeoutMs: number;
+}
+
+export const ENV_VARS = [
+  "DATABASE_URL",
+  "SQLITE_PATH",
+  "REDIS_URL",
+  "WEBHOOK_WORKERS",
+  "WEBHOOK_TIMEOUT",
+  "WEBHOOK_MAX_RETRIES",
+  "ENVIRONMENT",
+  "PORT",
+  "HOST",
+  "LOG_LEVEL",
+  "WEBHOOK_ALLOW_TARGETS",
+  "WEBHOOK_RETRY_SCHEDULE",
+  "WEBHOOK_BREAKER_THRESHOLD",
+  "WEBHOOK_BREAKER_COOLDOWN",
+  "WEBHOOK_ENDPOINT_CONCURRENCY",
+  "WEBHOOK_RETENTION_DAYS",
+  "WEBHOOK_DRAIN_TIMEOUT",
+] as const;
+
+export type EnvVar = (typeof ENV_VARS)[number];
+export type ConfigInput = Partial<Record<EnvVar, string | undefined>>;
+
+export const DEFAULT_RETRY_SCHEDULE = "1s,5s,30s,5m,30m";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(
+    readonly variable: EnvVar,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/**
+ * `flags` override `env`, variable by variable. Empty strings count as unset, so
+ * `REDIS_URL= continuum-webhooks serve` behaves like no REDIS_URL at all.
+ */
+export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = {}): Readonly<Config> {
+  const read = (name: EnvVar): string | undefined => {
+    const v = flags[name] ?? env[name];
+    return v === undefined || v.trim() === "" ? undefined : v.trim();
+  };
+
+  const int = (name: EnvVar, dflt: number, min: number, max: number): number => {
+    const raw = read(name);
+    if (raw === undefined) return dflt;
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got "${raw}"`);
+    }
+    return Number(raw);
+  };
+
+  const duration = (name: EnvVar, dflt: string, minMs: number, maxMs: number): number => {
+    const raw = read(name) ?? dflt;
+    const ms = parseDuration(raw);
+    if (ms === null || ms < minMs || ms > maxMs) {
+      throw new ConfigError(
+        name,
+        `expected a duration such as 500ms, 30s, 5m or 1h (between ${minMs}ms and ${maxMs / 1000}s), got "${raw}"`,
+      );
+    }
+    return ms;
+  };
+
+  const databaseUrl = read("DATABASE_URL");
+  if (databaseUrl !== undefined && !isUrlWithScheme(databaseUrl, ["postgres:", "postgresql:"])) {
+    // The value may hold a password: name the variable, never echo it.
+    throw new ConfigError("DATABASE_URL", "expected a postgres:// or postgresql:// URL");
+  }
+  const redisUrl = read("REDIS_URL");
+  if (redisUrl !== undefined && !isUrlWithScheme(redisUrl, ["redis:", "rediss:"])) {
+    throw new ConfigError("REDIS_URL", "expected a redis:// or rediss:// URL");
+  }
+
+  const environment = read("ENVIRONMENT") ?? "development";
+  if (environment !== "development" && environment !== "production") {
+    throw new ConfigError("ENVIRONMENT", `expected "development" or "production", got "${environment}"`);
+  }
+
+  const logLevel = (read("LOG_LEVEL") ?? "info").toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new ConfigError("LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+  }
+
+  const allowTargets = (read("WEBHOOK_ALLOW_TARGETS") ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const cidr of allowTargets) {
+    if (!isCidr(cidr)) {
+      throw new ConfigError(
+        "WEBHOOK_ALLOW_TARGETS",
+        `expected comma-separated CIDRs such as 127.0.0.1/32,::1/128, got "${cidr}"`,
+      );
+    }
+  }
+
+  const maxRetries = int("WEBHOOK_MAX_RETRIES", 5, 0, 50);
+  const scheduleText = read("WEBHOOK_RETRY_SCHEDULE") ?? DEFAULT_RETRY_SCHEDULE;
+  const schedule = parseSchedule(scheduleText);
+  if (schedule === null) {
+    throw new ConfigError(
+      "WEBHOOK_RETRY_SCHEDULE",
+      `expected comma-separated durations such as 1s,5s,30s,5m,30m (each up to 24h), got "${scheduleText}"`,
+    );
+  }
+
+  const host = read("HOST") ?? "127.0.0.1";
+  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) {
+    throw new ConfigError("HOST", `expected a host name or IP address to listen on, got "${host}"`);
+  }
+
+  const config: Config = {
+    databaseUrl,
+    sqlitePath: read("SQLITE_PATH") ?? "./data/continuum-webhooks.db",
+    redisUrl,
+    workers: int("WEBHOOK_WORKERS", 10, 1, 1000),
+    timeoutMs: duration("WEBHOOK_TIMEOUT", "30s", 100, 300_000),
+    maxRetries,
+    environment,
+    port: int("PORT", 8080, 0, 65535),
+    host,
+    logLevel: logLevel as LogLevel,
+    allowTargets: Object.freeze(allowTargets),
+    retrySchedule: Object.freeze(fitSchedule(schedule, maxRetries)),
+    breakerThreshold: int("WEBHOOK_BREAKER_THRESHOLD", 5, 1, 1000),
+    breakerCooldownMs: duration("WEBHOOK_BREAKER_COOLDOWN", "5m", 100, 86_400_000),
+    endpointConcurrency: int("WEBHOOK_ENDPOINT_CONCURRENCY", 10, 1, 1000),
+    retentionDays: int("WEBHOOK_RETENTION_DAYS", 30, 1, 3650),
+    drainTimeoutMs: duration("WEBHOOK_DRAIN_TIMEOUT", "30s", 0, 600_000),
+  };
+  return Object.freeze(config);
+}
+
+/** Comma-separated durations, each at most 24 h; null when any part is not one. */
+export function parseSchedule(text: string): number[] | null {
+  const parts = text.split(",").map((s) => s.trim());
+  if (parts.length === 0 || parts.length > 50) return null;
+  const out: number[] = [];
+  for (const p of parts) {
+    const ms = parseDuration(p);
+    if (ms === null || ms > 86_400_000) return null;
+    out.push(ms);
+  }
+  return out;
+}
+
+/**
+ * The schedule has exactly `retries` entries: cut when longer, and when shorter the last delay
+ * repeats (so WEBHOOK_MAX_RETRIES=8 with the default schedule retries every 30 min at the end).
+ */
+export function fitSchedule(schedule: readonly number[], retries: number): number[] {
+  const out = schedule.slice(0, retries);
+  const last = schedule[schedule.length - 1] ?? 1000;
+  while (out.length < retries) out.push(last);
+  return out;
+}
+
+function isUrlWithScheme(value: string, schemes: string[]): boolean {
+  try {
+    return schemes.includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+function isCidr(text: string): boolean {
+  try {
+    ipaddr.parseCIDR(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

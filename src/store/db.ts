@@ -1,0 +1,142 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import SQLite from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
+import pg from "pg";
+import type { Database } from "./schema.js";
+
+export type Dialect = "sqlite" | "postgres";
+
+export interface StoreOptions {
+  /** A postgres:// URL selects PostgreSQL; otherwise SQLite at `sqlitePath`. */
+  databaseUrl?: string | undefined;
+  sqlitePath?: string;
+  /** PostgreSQL schema to use (each test gets its own). Defaults to the server's search_path. */
+  pgSchema?: string;
+  pgPoolSize?: number;
+}
+
+export interface Store {
+  readonly db: Kysely<Database>;
+  readonly dialect: Dialect;
+  /** Where the data lives, without credentials: for logs and health output. */
+  readonly location: string;
+  /** Booleans as the dialect stores them (better-sqlite3 cannot bind JS booleans). */
+  bool(value: boolean): number | boolean;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function isPostgresUrl(value: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(value);
+}
+
+export function toBool(value: number | boolean | null | undefined): boolean {
+  return value === true || value === 1;
+}
+
+export function openStore(options: StoreOptions): Store {
+  if (options.databaseUrl && isPostgresUrl(options.databaseUrl)) {
+    return openPostgres(options.databaseUrl, options);
+  }
+  return openSqlite(options.sqlitePath ?? "./data/continuum-webhooks.db");
+}
+
+function openSqlite(path: string): Store {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new SQLite(path);
+  sqlite.pragma("journal_mode = WAL");
+  // NORMAL in WAL mode survives any process crash (SIGKILL included); only an OS crash or power
+  // loss can drop the last commits. FULL would fsync every commit and cost ~5x on emit latency.
+  sqlite.pragma("synchronous = NORMAL");
+  sqlite.pragma("foreign_keys = ON");
+  sqlite.pragma("busy_timeout = 5000");
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  let closed: Promise<void> | undefined;
+  return {
+    db,
+    dialect: "sqlite",
+    location: `sqlite:${path}`,
+    bool: (v) => (v ? 1 : 0),
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    close() {
+      closed ??= db.destroy();
+      return closed;
+    },
+  };
+}
+
+const TIMESTAMPTZ = 1184;
+const TIMESTAMP = 1114;
+const INT8 = 20;
+const NUMERIC = 1700;
+const JSON_OID = 114;
+const JSONB = 3802;
+
+/** Per-pool type parsers (not the global pg.types) so two stores in one process never interfere. */
+const pgTypes = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === TIMESTAMPTZ || oid === TIMESTAMP) {
+      const parse = pg.types.getTypeParser(oid, "text") as (v: string) => Date;
+      return (v: string) => parse(v).toISOString();
+    }
+    if (oid === INT8 || oid === NUMERIC) return (v: string) => Number(v);
+    if (oid === JSON_OID || oid === JSONB) return (v: string) => v;
+    return pg.types.getTypeParser(oid, format ?? "text");
+  },
+} as pg.CustomTypesConfig;
+
+function openPostgres(url: string, options: StoreOptions): Store {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.pgPoolSize ?? 10,
+    types: pgTypes,
+    options: pgStartupOptions(url, options.pgSchema),
+    connectionTimeoutMillis: 5000,
+  });
+  // An idle client that loses its server emits 'error' on the pool; unhandled, that would crash
+  // the process. The next query gets a fresh connection, so logging is all that is needed.
+  pool.on("error", () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let closed: Promise<void> | undefined;
+  return {
+    db,
+    dialect: "postgres",
+    location: redactUrl(url),
+    bool: (v) => v,
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    close() {
+      closed ??= db.destroy();
+      return closed;
+    },
+  };
+}
+
+/**
+ * Our session settings, added to any `?options=` the URL already carries (that is how an operator,
+ * or a test, picks a schema with `-c search_path=...`): the Pool's `options` would replace them.
+ */
+function pgStartupOptions(url: string, schema: string | undefined): string {
+  let fromUrl = "";
+  try {
+    fromUrl = new URL(url).searchParams.get("options") ?? "";
+  } catch {
+    // pg reports a malformed URL itself, with a better message.
+  }
+  return [fromUrl, "-c TimeZone=UTC", schema ? `-c search_path=${schema}` : ""].filter(Boolean).join(" ");
+}
+
+/** Strip credentials from a connection URL before it is shown anywhere. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "<unparseable url>";
+  }
+}

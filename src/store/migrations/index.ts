@@ -1,0 +1,56 @@
+/**
+ * Versioned migrations, applied in order and recorded by Kysely's Migrator in
+ * `kysely_migration`. On PostgreSQL the Migrator holds an advisory lock for the whole run, so two
+ * processes migrating one database at once serialise; the second finds nothing left to do.
+ * A migration is plain SQL per dialect: reviewable, and identical to what runs in production.
+ */
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from "kysely";
+import type { Dialect, Store } from "../db.js";
+import { initial } from "./001_initial.js";
+
+export interface DialectSql {
+  sqlite: string[];
+  postgres: string[];
+}
+
+/** Append new migrations here; never edit or reorder one that has shipped. */
+const MIGRATIONS: ReadonlyArray<readonly [string, DialectSql]> = [["001_initial", initial]];
+
+function provider(dialect: Dialect): MigrationProvider {
+  return {
+    async getMigrations() {
+      const out: Record<string, Migration> = {};
+      for (const [name, statements] of MIGRATIONS) {
+        out[name] = {
+          async up(db: Kysely<unknown>) {
+            for (const stmt of statements[dialect]) await sql.raw(stmt).execute(db);
+          },
+        };
+      }
+      return out;
+    },
+  };
+}
+
+export interface MigrationOutcome {
+  applied: string[];
+  total: number;
+}
+
+export class MigrationError extends Error {
+  override name = "MigrationError";
+}
+
+export async function migrate(store: Store): Promise<MigrationOutcome> {
+  const migrator = new Migrator({ db: store.db, provider: provider(store.dialect) });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error");
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new MigrationError(`migration ${failed?.migrationName ?? "?"} failed: ${detail}`, { cause: error });
+  }
+  return {
+    applied: (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName),
+    total: MIGRATIONS.length,
+  };
+}

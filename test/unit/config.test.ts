@@ -1,0 +1,143 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, type ConfigInput, fitSchedule, loadConfig } from "../../src/config.js";
+import { formatDuration, parseDuration } from "../../src/duration.js";
+
+describe("config", () => {
+  it("has the documented defaults with an empty environment", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      databaseUrl: undefined,
+      sqlitePath: "./data/continuum-webhooks.db",
+      redisUrl: undefined,
+      workers: 10,
+      timeoutMs: 30_000,
+      maxRetries: 5,
+      environment: "development",
+      port: 8080,
+      logLevel: "info",
+      allowTargets: [],
+      retrySchedule: [1000, 5000, 30_000, 300_000, 1_800_000],
+      breakerThreshold: 5,
+      breakerCooldownMs: 300_000,
+      endpointConcurrency: 10,
+      retentionDays: 30,
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.retrySchedule)).toBe(true);
+  });
+
+  it("reads every variable and lets flags override the environment", () => {
+    const env: ConfigInput = {
+      DATABASE_URL: "postgres://u:p@db:5432/hooks",
+      REDIS_URL: "redis://cache:6379/0",
+      WEBHOOK_WORKERS: "4",
+      WEBHOOK_TIMEOUT: "500ms",
+      WEBHOOK_MAX_RETRIES: "2",
+      ENVIRONMENT: "production",
+      PORT: "9000",
+      HOST: "0.0.0.0",
+      LOG_LEVEL: "DEBUG",
+      WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32, ::1/128",
+      WEBHOOK_RETRY_SCHEDULE: "2s,1m,1h",
+      WEBHOOK_BREAKER_THRESHOLD: "3",
+      WEBHOOK_BREAKER_COOLDOWN: "90s",
+      WEBHOOK_ENDPOINT_CONCURRENCY: "2",
+      WEBHOOK_RETENTION_DAYS: "7",
+    };
+    const c = loadConfig(env, { WEBHOOK_WORKERS: "7", PORT: "9001" });
+    expect(c).toMatchObject({
+      databaseUrl: "postgres://u:p@db:5432/hooks",
+      redisUrl: "redis://cache:6379/0",
+      workers: 7,
+      timeoutMs: 500,
+      maxRetries: 2,
+      environment: "production",
+      port: 9001,
+      host: "0.0.0.0",
+      logLevel: "debug",
+      allowTargets: ["127.0.0.1/32", "::1/128"],
+      retrySchedule: [2000, 60_000],
+      breakerThreshold: 3,
+      breakerCooldownMs: 90_000,
+      endpointConcurrency: 2,
+      retentionDays: 7,
+    });
+  });
+
+  it("treats empty values as unset", () => {
+    expect(loadConfig({ REDIS_URL: "", WEBHOOK_WORKERS: " " })).toMatchObject({
+      redisUrl: undefined,
+      workers: 10,
+    });
+  });
+
+  it("stretches a short schedule to the retry count by repeating its last delay", () => {
+    expect(fitSchedule([1000, 5000], 4)).toEqual([1000, 5000, 5000, 5000]);
+    expect(fitSchedule([1000, 5000, 9000], 1)).toEqual([1000]);
+    expect(loadConfig({ WEBHOOK_MAX_RETRIES: "0" }).retrySchedule).toEqual([]);
+  });
+
+  const bad: Array<[ConfigInput, string, RegExp]> = [
+    [{ WEBHOOK_WORKERS: "abc" }, "WEBHOOK_WORKERS", /whole number from 1 to 1000, got "abc"/],
+    [{ WEBHOOK_WORKERS: "0" }, "WEBHOOK_WORKERS", /from 1 to 1000/],
+    [{ WEBHOOK_WORKERS: "1.5" }, "WEBHOOK_WORKERS", /whole number/],
+    [{ WEBHOOK_WORKERS: "-3" }, "WEBHOOK_WORKERS", /whole number/],
+    [{ PORT: "70000" }, "PORT", /0 to 65535/],
+    [{ WEBHOOK_TIMEOUT: "soon" }, "WEBHOOK_TIMEOUT", /duration such as 500ms, 30s, 5m or 1h/],
+    [{ WEBHOOK_TIMEOUT: "10ms" }, "WEBHOOK_TIMEOUT", /between 100ms/],
+    [{ WEBHOOK_TIMEOUT: "2h" }, "WEBHOOK_TIMEOUT", /duration/],
+    [{ WEBHOOK_MAX_RETRIES: "x" }, "WEBHOOK_MAX_RETRIES", /whole number/],
+    [{ ENVIRONMENT: "staging" }, "ENVIRONMENT", /"development" or "production"/],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL", /one of fatal, error/],
+    [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL", /postgres:\/\/ or postgresql:\/\/ URL/],
+    [{ DATABASE_URL: "not a url" }, "DATABASE_URL", /postgres/],
+    [{ REDIS_URL: "http://x" }, "REDIS_URL", /redis:\/\/ or rediss:\/\/ URL/],
+    [{ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/33" }, "WEBHOOK_ALLOW_TARGETS", /CIDRs/],
+    [{ WEBHOOK_ALLOW_TARGETS: "localhost" }, "WEBHOOK_ALLOW_TARGETS", /CIDRs/],
+    [{ WEBHOOK_RETRY_SCHEDULE: "1s,,5s" }, "WEBHOOK_RETRY_SCHEDULE", /comma-separated durations/],
+    [{ WEBHOOK_RETRY_SCHEDULE: "1s,2d" }, "WEBHOOK_RETRY_SCHEDULE", /up to 24h/],
+    [{ WEBHOOK_BREAKER_THRESHOLD: "0" }, "WEBHOOK_BREAKER_THRESHOLD", /from 1/],
+    [{ WEBHOOK_BREAKER_COOLDOWN: "5 minutes" }, "WEBHOOK_BREAKER_COOLDOWN", /duration/],
+    [{ WEBHOOK_ENDPOINT_CONCURRENCY: "many" }, "WEBHOOK_ENDPOINT_CONCURRENCY", /whole number/],
+    [{ WEBHOOK_RETENTION_DAYS: "0" }, "WEBHOOK_RETENTION_DAYS", /from 1 to 3650/],
+    [{ HOST: "bad host!" }, "HOST", /host name or IP/],
+  ];
+  it.each(bad)("refuses %j naming the variable", (env, variable, message) => {
+    let caught: unknown;
+    try {
+      loadConfig(env);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const e = caught as ConfigError;
+    expect(e.variable).toBe(variable);
+    expect(e.message.startsWith(`${variable}: `)).toBe(true);
+    expect(e.message).toMatch(message);
+    expect(e.message).not.toContain("\n");
+  });
+
+  it("never echoes a database URL, which may carry a password", () => {
+    expect(() => loadConfig({ DATABASE_URL: "mysql://user:hunter2@db/x" })).toThrow(/^(?!.*hunter2)/);
+  });
+});
+
+describe("durations", () => {
+  it.each([
+    ["500ms", 500],
+    ["30s", 30_000],
+    ["5m", 300_000],
+    ["1h", 3_600_000],
+    ["1.5s", 1500],
+    ["30", 30_000],
+    ["1d", 86_400_000],
+  ])("parses %s", (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+  it.each(["", "s", "5 m", "-1s", "1w", "1e3s", "abc"])("rejects %j", (text) => {
+    expect(parseDuration(text)).toBeNull();
+  });
+  it("formats back to the shortest exact form", () => {
+    expect([1000, 300_000, 1500, 3_600_000].map(formatDuration)).toEqual(["1s", "5m", "1500ms", "1h"]);
+  });
+});
