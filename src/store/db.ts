@@ -96,9 +96,11 @@ function openPostgres(url: string, options: StoreOptions): Store {
     options: pgStartupOptions(url, options.pgSchema),
     connectionTimeoutMillis: 5000,
   });
-  // An idle client that loses its server emits 'error' on the pool; unhandled, that would crash
-  // the process. The next query gets a fresh connection, so logging is all that is needed.
+  // A client that loses its server emits 'error' (on the pool when idle, on the client itself
+  // otherwise); unhandled, either would crash the process. The query in flight fails on its own
+  // and the pool replaces the dead client, so nothing else needs doing here.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed: Promise<void> | undefined;
   return {
