@@ -3,8 +3,8 @@
  * nowhere else. A bad value throws ConfigError naming the variable and the accepted form; the CLI
  * prints that one line and exits 2.
  */
-import ipaddr from "ipaddr.js";
 import { parseDuration } from "./duration.js";
+import { parseCidrs } from "./validator.js";
 
 export type Environment = "development" | "production";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -123,7 +123,9 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
     .map((s) => s.trim())
     .filter(Boolean);
   for (const cidr of allowTargets) {
-    if (!isCidr(cidr)) {
+    try {
+      parseCidrs([cidr]);
+    } catch {
       throw new ConfigError(
         "WEBHOOK_ALLOW_TARGETS",
         `expected comma-separated CIDRs such as 127.0.0.1/32,::1/128, got "${cidr}"`,
@@ -195,15 +197,6 @@ export function fitSchedule(schedule: readonly number[], retries: number): numbe
 function isUrlWithScheme(value: string, schemes: string[]): boolean {
   try {
     return schemes.includes(new URL(value).protocol);
-  } catch {
-    return false;
-  }
-}
-
-function isCidr(text: string): boolean {
-  try {
-    ipaddr.parseCIDR(text);
-    return true;
   } catch {
     return false;
   }
