@@ -1,10 +1,14 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import type { Config } from "../config.js";
+import type { Engine } from "../engine.js";
 import type { Logger } from "../logger.js";
 import type { Store } from "../store/index.js";
 
 export interface ServerDeps {
   store: Store;
   logger: Logger;
+  engine: Engine;
+  config: Readonly<Config>;
 }
 
 export interface HealthReport {

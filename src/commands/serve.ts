@@ -1,5 +1,6 @@
 import { buildServer } from "../api/server.js";
 import type { Config } from "../config.js";
+import { createEngine } from "../engine.js";
 import { createLogger } from "../logger.js";
 import { countActiveApiKeys, createApiKey, migrate, openStore, type Store } from "../store/index.js";
 
@@ -25,7 +26,9 @@ export async function serve(config: Readonly<Config>, opts: ServeOptions): Promi
     }
     await bootstrapAdminKey(store);
 
-    const app = await buildServer({ store, logger });
+    const engine = createEngine({ store, config, logger, workers: opts.workers });
+    releasers.push(() => engine.close());
+    const app = await buildServer({ store, logger, engine, config });
     releasers.push(() => app.close());
     await app.listen({ port: config.port, host: config.host });
     logger.info(

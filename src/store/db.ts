@@ -19,6 +19,13 @@ export interface StoreOptions {
 export interface Store {
   readonly db: Kysely<Database>;
   readonly dialect: Dialect;
+  /**
+   * The driver under Kysely, for the hot paths (emit, claim, record outcome) where Kysely's
+   * per-query compilation would cost more than the query. In SQLite, multi-statement
+   * transactions must use `sqlite.transaction()` (synchronous), never Kysely's
+   * `db.transaction()`: an await inside one would let other statements run inside it.
+   */
+  readonly raw: { kind: "sqlite"; sqlite: SQLite.Database } | { kind: "postgres"; pool: pg.Pool };
   /** Where the data lives, without credentials: for logs and health output. */
   readonly location: string;
   /** Booleans as the dialect stores them (better-sqlite3 cannot bind JS booleans). */
@@ -56,6 +63,7 @@ function openSqlite(path: string): Store {
   return {
     db,
     dialect: "sqlite",
+    raw: { kind: "sqlite", sqlite },
     location: `sqlite:${path}`,
     bool: (v) => (v ? 1 : 0),
     async ping() {
@@ -106,6 +114,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
   return {
     db,
     dialect: "postgres",
+    raw: { kind: "postgres", pool },
     location: redactUrl(url),
     bool: (v) => v,
     async ping() {

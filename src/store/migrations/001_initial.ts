@@ -65,9 +65,11 @@ const sqlite = [
   )`,
   `CREATE INDEX idx_deliveries_webhook_id ON webhook_deliveries (webhook_id, id)`,
   `CREATE INDEX idx_deliveries_status ON webhook_deliveries (status)`,
-  // Work still to do: pending, and failed with a retry scheduled. Partial, so it stays as small
-  // as the backlog however large the history grows.
-  `CREATE INDEX idx_deliveries_next_retry ON webhook_deliveries (priority, next_retry_at)
+  // The queue: work still to do (pending, or failed with a retry scheduled), per webhook, by
+  // priority then due time. Partial, so it stays as small as the backlog however large the
+  // history grows; per webhook, so a saturated webhook's backlog is never scanned to reach
+  // another's.
+  `CREATE INDEX idx_deliveries_next_retry ON webhook_deliveries (webhook_id, priority, next_retry_at)
     WHERE status IN ('pending', 'failed') AND next_retry_at IS NOT NULL`,
   `CREATE INDEX idx_deliveries_created_at ON webhook_deliveries (created_at)`,
   `CREATE TABLE webhook_delivery_attempts (
@@ -81,6 +83,7 @@ const sqlite = [
     error_message TEXT,
     PRIMARY KEY (delivery_id, attempt)
   )`,
+  `CREATE INDEX idx_attempts_webhook_time ON webhook_delivery_attempts (webhook_id, attempted_at)`,
   `CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -155,7 +158,7 @@ const postgres = [
   )`,
   `CREATE INDEX idx_deliveries_webhook_id ON webhook_deliveries (webhook_id, id)`,
   `CREATE INDEX idx_deliveries_status ON webhook_deliveries (status)`,
-  `CREATE INDEX idx_deliveries_next_retry ON webhook_deliveries (priority, next_retry_at)
+  `CREATE INDEX idx_deliveries_next_retry ON webhook_deliveries (webhook_id, priority, next_retry_at)
     WHERE status IN ('pending', 'failed') AND next_retry_at IS NOT NULL`,
   `CREATE INDEX idx_deliveries_created_at ON webhook_deliveries (created_at)`,
   `CREATE TABLE webhook_delivery_attempts (
@@ -169,6 +172,7 @@ const postgres = [
     error_message TEXT,
     PRIMARY KEY (delivery_id, attempt)
   )`,
+  `CREATE INDEX idx_attempts_webhook_time ON webhook_delivery_attempts (webhook_id, attempted_at)`,
   `CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,

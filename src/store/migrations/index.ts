@@ -42,7 +42,17 @@ export class MigrationError extends Error {
 }
 
 export async function migrate(store: Store): Promise<MigrationOutcome> {
-  const migrator = new Migrator({ db: store.db, provider: provider(store.dialect) });
+  // Kysely looks for its bookkeeping tables in every schema unless told which one: name ours, so
+  // a second installation in another schema of the same database is not mistaken for this one.
+  const schema =
+    store.dialect === "postgres"
+      ? (await sql<{ s: string }>`select current_schema() as s`.execute(store.db)).rows[0]?.s
+      : undefined;
+  const migrator = new Migrator({
+    db: store.db,
+    provider: provider(store.dialect),
+    ...(schema ? { migrationTableSchema: schema } : {}),
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error");

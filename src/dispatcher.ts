@@ -1,0 +1,144 @@
+/**
+ * One attempt, end to end: sign, send through the SSRF-safe client, classify the answer into
+ * the delivery's next state. The caller (the worker) records the result in one write.
+ */
+import type { Clock } from "./clock.js";
+import type { DeliveryClient, DeliveryResult } from "./http-client.js";
+import type { ClaimedDelivery } from "./queue/queue.js";
+import { honoursRetryAfter, nextRetryDelay, parseRetryAfter } from "./retry.js";
+import { signBody } from "./signer.js";
+import type { Outcome } from "./store/engine-store.js";
+import type { WebhookDispatchRow } from "./store/sqlite-engine.js";
+
+export interface AttemptResult {
+  outcome: Outcome;
+  result: DeliveryResult | null;
+  /** The endpoint answered 410 Gone: the webhook must be disabled. */
+  gone: boolean;
+  /** The attempt reached the endpoint (or tried to); false when the webhook was already disabled. */
+  attempted: boolean;
+}
+
+const MAX_STORED_BODY = 65_536;
+
+/** The secrets to sign with: the current one, and the previous one while its grace period lasts. */
+export function activeSecrets(hook: WebhookDispatchRow, now: number): string[] {
+  const prev = hook.previous_secret;
+  const until = hook.previous_secret_expires_at;
+  if (prev && until && Date.parse(until) > now) return [hook.secret, prev];
+  return [hook.secret];
+}
+
+export function retrySchedule(hook: WebhookDispatchRow, fallback: readonly number[]): readonly number[] {
+  if (!hook.retry_schedule) return fallback;
+  try {
+    const parsed = JSON.parse(hook.retry_schedule) as unknown;
+    return Array.isArray(parsed) && parsed.every((n) => typeof n === "number")
+      ? (parsed as number[])
+      : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+export async function attemptDelivery(
+  c: ClaimedDelivery,
+  hook: WebhookDispatchRow,
+  deps: { client: DeliveryClient; clock: Clock; schedule: readonly number[] },
+): Promise<AttemptResult> {
+  const { clock } = deps;
+  const startedAt = clock.now();
+  const base = {
+    deliveryId: c.id,
+    webhookId: c.webhookId,
+    event: c.event,
+    priority: c.priority,
+    attemptedAt: new Date(startedAt).toISOString(),
+  };
+  if (!(hook.active === true || hook.active === 1)) {
+    return {
+      outcome: {
+        ...base,
+        attempt: c.attempts,
+        status: "failed",
+        nextRetryAt: null,
+        responseCode: null,
+        responseBody: null,
+        durationMs: 0,
+        completedAt: base.attemptedAt,
+        errorType: null,
+        errorMessage: "webhook is disabled; retry the delivery by hand once it is enabled again",
+        attempted: false,
+      },
+      result: null,
+      gone: false,
+      attempted: false,
+    };
+  }
+
+  const headers = signBody({
+    secret: hook.secret,
+    secrets: activeSecrets(hook, startedAt),
+    body: c.payload,
+    deliveryId: c.id,
+    timestamp: Math.floor(startedAt / 1000),
+    event: c.event,
+  });
+  const result = await deps.client.post(hook.url, c.payload, headers);
+  const now = clock.now();
+  const attempt = c.attempts + 1;
+  const common = {
+    ...base,
+    attempt,
+    responseCode: result.status ?? null,
+    responseBody: result.body ? result.body.slice(0, MAX_STORED_BODY) : null,
+    durationMs: Math.round(result.durationMs),
+    errorType: result.ok ? null : (result.errorType ?? "http_status"),
+    attempted: true,
+  };
+  if (result.ok) {
+    return {
+      outcome: {
+        ...common,
+        status: "success",
+        nextRetryAt: null,
+        completedAt: new Date(now).toISOString(),
+        errorMessage: null,
+      },
+      result,
+      gone: false,
+      attempted: true,
+    };
+  }
+  const errorMessage = result.error ?? (result.status ? `HTTP ${result.status}` : "delivery failed");
+  if (result.status === 410) {
+    return {
+      outcome: {
+        ...common,
+        status: "failed",
+        nextRetryAt: null,
+        completedAt: new Date(now).toISOString(),
+        errorMessage: "endpoint answered 410 Gone; the webhook was disabled",
+      },
+      result,
+      gone: true,
+      attempted: true,
+    };
+  }
+  const retryAfterMs = honoursRetryAfter(result.status)
+    ? parseRetryAfter(result.headers?.["retry-after"], now)
+    : null;
+  const delay = nextRetryDelay(attempt, deps.schedule, { retryAfterMs });
+  return {
+    outcome: {
+      ...common,
+      status: delay === null ? "dead_letter" : "failed",
+      nextRetryAt: delay === null ? null : new Date(now + delay).toISOString(),
+      completedAt: delay === null ? new Date(now).toISOString() : null,
+      errorMessage,
+    },
+    result,
+    gone: false,
+    attempted: true,
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * Wires the delivery engine for one process: store → emitter → queue → worker → dispatcher,
+ * and the manager beside them. Nothing here is a module-level singleton, so a test can run two
+ * engines side by side.
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { type Clock, systemClock } from "./clock.js";
+import type { Config } from "./config.js";
+import { Emitter } from "./emitter.js";
+import { EngineEvents } from "./engine-events.js";
+import { createDeliveryClient, type DeliveryClient } from "./http-client.js";
+import type { Logger } from "./logger.js";
+import { WebhookManager } from "./manager.js";
+import { createPgQueue } from "./queue/pg-queue.js";
+import type { DeliveryQueue } from "./queue/queue.js";
+import { createSqliteQueue } from "./queue/sql-queue.js";
+import { purgeExpired } from "./stats.js";
+import type { EngineStore } from "./store/engine-store.js";
+import type { Store } from "./store/index.js";
+import { createPgEngineStore } from "./store/pg-engine.js";
+import { createSqliteEngineStore } from "./store/sqlite-engine.js";
+import { DeliveryWorker } from "./worker.js";
+
+export type EngineConfig = Pick<
+  Config,
+  | "workers"
+  | "timeoutMs"
+  | "environment"
+  | "allowTargets"
+  | "retrySchedule"
+  | "breakerThreshold"
+  | "breakerCooldownMs"
+  | "endpointConcurrency"
+  | "retentionDays"
+  | "drainTimeoutMs"
+>;
+
+export interface EngineOptions {
+  store: Store;
+  config: EngineConfig;
+  logger: Logger;
+  /** Run delivery workers in this process (false for API-only processes). */
+  workers: boolean;
+  clock?: Clock;
+  client?: DeliveryClient;
+  events?: EngineEvents;
+  sweepIntervalMs?: number;
+}
+
+export interface Engine {
+  readonly emitter: Emitter;
+  readonly manager: WebhookManager;
+  readonly queue: DeliveryQueue;
+  readonly engineStore: EngineStore;
+  readonly events: EngineEvents;
+  readonly worker: DeliveryWorker | null;
+  readonly clock: Clock;
+  /** Stop workers (gracefully), timers and the HTTP client. Callable twice. */
+  close(): Promise<void>;
+}
+
+export function createEngine(options: EngineOptions): Engine {
+  const { store, config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const events = options.events ?? new EngineEvents();
+  const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  const raw = store.raw;
+  const engineStore =
+    raw.kind === "sqlite" ? createSqliteEngineStore(raw.sqlite) : createPgEngineStore(raw.pool);
+  const queue =
+    raw.kind === "sqlite"
+      ? createSqliteQueue(raw.sqlite, owner)
+      : createPgQueue(raw.pool, owner, { listen: options.workers });
+  const client =
+    options.client ??
+    createDeliveryClient({
+      timeoutMs: config.timeoutMs,
+      allowTargets: config.allowTargets,
+      environment: config.environment,
+      connectionsPerOrigin: config.endpointConcurrency + 6,
+    });
+  const worker = options.workers
+    ? new DeliveryWorker({
+        engineStore,
+        queue,
+        client,
+        events,
+        logger,
+        clock,
+        owner,
+        workers: config.workers,
+        endpointConcurrency: config.endpointConcurrency,
+        retrySchedule: config.retrySchedule,
+        breaker: { threshold: config.breakerThreshold, cooldownMs: config.breakerCooldownMs },
+        timeoutMs: config.timeoutMs,
+        drainTimeoutMs: config.drainTimeoutMs,
+        ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
+      })
+    : null;
+  const emitter = new Emitter({ engineStore, queue, clock, events });
+  const manager = new WebhookManager({
+    store,
+    engineStore,
+    queue,
+    client,
+    clock,
+    environment: config.environment,
+    allowTargets: config.allowTargets,
+    onChange: (id) => worker?.invalidate(id),
+  });
+
+  let purgeTimer: unknown;
+  const purge = () => {
+    purgeExpired(store, { now: clock.now(), retentionDays: config.retentionDays, pauseMs: 10 })
+      .then((n) => {
+        if (n.deliveries + n.events > 0) logger.info(n, "purged expired delivery history");
+      })
+      .catch((err: unknown) => logger.error({ err: String(err) }, "retention purge failed"))
+      .finally(() => {
+        if (purgeTimer !== null) purgeTimer = clock.setTimeout(purge, 3_600_000);
+      });
+  };
+  if (worker) {
+    worker.start();
+    purgeTimer = clock.setTimeout(purge, 60_000);
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    emitter,
+    manager,
+    queue,
+    engineStore,
+    events,
+    worker,
+    clock,
+    close() {
+      closed ??= (async () => {
+        clock.clearTimeout(purgeTimer);
+        purgeTimer = null;
+        await worker?.stop();
+        await queue.close();
+        if (!options.client) await client.close();
+      })();
+      return closed;
+    },
+  };
+}

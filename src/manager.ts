@@ -1,0 +1,453 @@
+/**
+ * Webhook management: what the API exposes, usable as a library. `userId` scopes every call to
+ * one user's webhooks (another user's id is simply not found); `undefined` means an admin acting
+ * for everyone.
+ */
+import type { Clock } from "./clock.js";
+import { attemptDelivery } from "./dispatcher.js";
+import { parseDuration } from "./duration.js";
+import { isSubscription, TEST_EVENT } from "./events.js";
+import type { DeliveryClient } from "./http-client.js";
+import { isId, newId } from "./ids.js";
+import type { DeliveryQueue } from "./queue/queue.js";
+import { canonicalJson, generateSecret } from "./signer.js";
+import type { EngineStore } from "./store/engine-store.js";
+import {
+  type DeliveryFilter,
+  type DeliveryStatus,
+  DuplicateWebhookError,
+  deleteWebhook,
+  getDelivery,
+  getWebhook,
+  insertWebhook,
+  listAttempts,
+  listDeliveries,
+  listWebhooks,
+  type Store,
+  updateWebhook,
+  type WebhookPatch,
+} from "./store/index.js";
+import type { Environment } from "./validator.js";
+import { validateWebhookUrl } from "./validator.js";
+import {
+  type AttemptView,
+  attemptView,
+  type DeliveryView,
+  deliveryView,
+  type WebhookView,
+  webhookView,
+} from "./views.js";
+
+export type ManagerErrorCode = "not_found" | "conflict" | "invalid_url" | "invalid_field" | "invalid_cursor";
+
+/** A refused operation; nothing was changed. `field` names the offending input. */
+export class ManagerError extends Error {
+  override name = "ManagerError";
+  constructor(
+    readonly code: ManagerErrorCode,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface WebhookInput {
+  url: string;
+  events: string[];
+  name?: string | null;
+  description?: string | null;
+  metadata?: Record<string, unknown> | null;
+  /** Durations (`"1s"`, `"5m"`) or milliseconds; null for the service default. */
+  retry_schedule?: Array<string | number> | null;
+  active?: boolean;
+}
+
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+export interface TestResult {
+  delivery_id: string;
+  success: boolean;
+  status_code: number | null;
+  duration_ms: number;
+  error: string | null;
+}
+
+export interface ManagerDeps {
+  store: Store;
+  engineStore: EngineStore;
+  queue: DeliveryQueue;
+  client: DeliveryClient;
+  clock: Clock;
+  environment: Environment;
+  allowTargets: readonly string[];
+  /** Told whenever a webhook changes, so cached copies (the worker's) are dropped. */
+  onChange?: (webhookId: string) => void;
+}
+
+const LIMITS = { url: 2048, name: 100, description: 500, metadata: 4096, events: 20, schedule: 20 };
+const ROTATION_GRACE_MS = 24 * 3_600_000;
+const STATUSES: readonly DeliveryStatus[] = ["pending", "success", "failed", "dead_letter"];
+
+export function encodeCursor(id: string): string {
+  return Buffer.from(id, "utf8").toString("base64url");
+}
+
+export function decodeCursor(cursor: string, prefix: "whk" | "dlv"): string {
+  const id = /^[A-Za-z0-9_-]{1,100}$/.test(cursor) ? Buffer.from(cursor, "base64url").toString("utf8") : "";
+  if (!isId(id, prefix))
+    throw new ManagerError("invalid_cursor", "cursor is not one this API returned", "cursor");
+  return id;
+}
+
+function page<T extends { id: string }>(rows: T[], limit: number): Page<T> {
+  const more = rows.length > limit;
+  const data = more ? rows.slice(0, limit) : rows;
+  return { data, next_cursor: more ? encodeCursor(data[data.length - 1]!.id) : null };
+}
+
+export class WebhookManager {
+  constructor(private readonly deps: ManagerDeps) {}
+
+  #now(): number {
+    return this.deps.clock.now();
+  }
+
+  #changed(id: string): void {
+    this.deps.onChange?.(id);
+  }
+
+  async #validUrl(url: unknown): Promise<string> {
+    if (typeof url !== "string" || url.length === 0 || url.length > LIMITS.url) {
+      throw new ManagerError("invalid_field", `url must be 1 to ${LIMITS.url} characters`, "url");
+    }
+    const verdict = await validateWebhookUrl(url, {
+      environment: this.deps.environment,
+      allowTargets: [...this.deps.allowTargets],
+      resolve: (host) => this.deps.client.resolve(host),
+    });
+    if (!verdict.ok) throw new ManagerError("invalid_url", verdict.reason, "url");
+    return verdict.url;
+  }
+
+  async create(userId: string, input: WebhookInput): Promise<{ webhook: WebhookView; secret: string }> {
+    const fields = checkFields(input, true);
+    const url = await this.#validUrl(input.url);
+    const secret = generateSecret();
+    try {
+      const w = await insertWebhook(this.deps.store, {
+        id: newId("whk"),
+        userId,
+        url,
+        secret,
+        events: fields.events!,
+        name: fields.name ?? null,
+        description: fields.description ?? null,
+        metadata: fields.metadata ?? null,
+        retrySchedule: fields.retrySchedule ?? null,
+        active: fields.active ?? true,
+        now: new Date(this.#now()).toISOString(),
+      });
+      return { webhook: webhookView(w, this.#now()), secret };
+    } catch (err) {
+      if (err instanceof DuplicateWebhookError) {
+        throw new ManagerError("conflict", "a webhook for this URL already exists", "url");
+      }
+      throw err;
+    }
+  }
+
+  async list(
+    userId: string | undefined,
+    opts: { limit?: number; cursor?: string },
+  ): Promise<Page<WebhookView>> {
+    const limit = clampLimit(opts.limit);
+    const after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, "whk");
+    const rows = await listWebhooks(this.deps.store, userId, { limit: limit + 1, after });
+    const p = page(rows, limit);
+    return { data: p.data.map((w) => webhookView(w, this.#now())), next_cursor: p.next_cursor };
+  }
+
+  async #find(userId: string | undefined, id: string) {
+    const w = isId(id, "whk") ? await getWebhook(this.deps.store, id, userId) : null;
+    if (!w) throw new ManagerError("not_found", `no webhook ${id}`, "id");
+    return w;
+  }
+
+  async get(userId: string | undefined, id: string): Promise<WebhookView> {
+    return webhookView(await this.#find(userId, id), this.#now());
+  }
+
+  async update(userId: string | undefined, id: string, input: Partial<WebhookInput>): Promise<WebhookView> {
+    await this.#find(userId, id);
+    const fields = checkFields(input, false);
+    const patch: WebhookPatch = {};
+    if (input.url !== undefined) patch.url = await this.#validUrl(input.url);
+    if (fields.events !== undefined) patch.events = fields.events;
+    if (fields.name !== undefined) patch.name = fields.name;
+    if (fields.description !== undefined) patch.description = fields.description;
+    if (fields.metadata !== undefined) patch.metadata = fields.metadata;
+    if (fields.retrySchedule !== undefined) patch.retrySchedule = fields.retrySchedule;
+    if (fields.active !== undefined) patch.active = fields.active;
+    try {
+      const w = await updateWebhook(this.deps.store, id, userId, patch, new Date(this.#now()).toISOString());
+      if (!w) throw new ManagerError("not_found", `no webhook ${id}`, "id");
+      this.#changed(id);
+      return webhookView(w, this.#now());
+    } catch (err) {
+      if (err instanceof DuplicateWebhookError) {
+        throw new ManagerError("conflict", "a webhook for this URL already exists", "url");
+      }
+      throw err;
+    }
+  }
+
+  async delete(userId: string | undefined, id: string): Promise<void> {
+    const deleted = isId(id, "whk") && (await deleteWebhook(this.deps.store, id, userId));
+    if (!deleted) throw new ManagerError("not_found", `no webhook ${id}`, "id");
+    this.#changed(id);
+  }
+
+  /** A new secret, shown once; the old one stays valid (both are signed with) for 24 h. */
+  async rotateSecret(
+    userId: string | undefined,
+    id: string,
+  ): Promise<{ webhook: WebhookView; secret: string }> {
+    const w = await this.#find(userId, id);
+    const secret = generateSecret();
+    const now = this.#now();
+    const updated = await updateWebhook(
+      this.deps.store,
+      id,
+      userId,
+      {
+        secret,
+        previousSecret: w.secret,
+        previousSecretExpiresAt: new Date(now + ROTATION_GRACE_MS).toISOString(),
+      },
+      new Date(now).toISOString(),
+    );
+    if (!updated) throw new ManagerError("not_found", `no webhook ${id}`, "id");
+    this.#changed(id);
+    return { webhook: webhookView(updated, now), secret };
+  }
+
+  /**
+   * Sends a `webhook.test` event now, outside the queue, and reports what happened. It is
+   * recorded like any delivery (one attempt, never retried); a success closes an open breaker.
+   */
+  async test(userId: string | undefined, id: string): Promise<TestResult> {
+    const w = await this.#find(userId, id);
+    const hook = await this.deps.engineStore.webhookForDispatch(w.id);
+    if (!hook) throw new ManagerError("not_found", `no webhook ${id}`, "id");
+    const now = this.#now();
+    const createdAt = new Date(now).toISOString();
+    const eventId = newId("evt");
+    const deliveryId = newId("dlv");
+    const body = canonicalJson({
+      id: eventId,
+      event: TEST_EVENT,
+      created_at: createdAt,
+      user_id: w.userId,
+      data: { webhook_id: w.id, message: "This is a test event from continuum-webhooks." },
+    });
+    // Not in the queue (no next_retry_at) and leased to this call until its outcome is written.
+    const owner = `test:${deliveryId}`;
+    await this.deps.store.db
+      .insertInto("webhook_deliveries")
+      .values({
+        id: deliveryId,
+        webhook_id: w.id,
+        event_id: eventId,
+        event: TEST_EVENT,
+        payload: body,
+        status: "pending",
+        priority: 0,
+        next_retry_at: null,
+        created_at: createdAt,
+        response_code: null,
+        response_body: null,
+        completed_at: null,
+        error_message: null,
+        lease_owner: owner,
+        lease_until: null,
+      })
+      .execute();
+    const r = await attemptDelivery(
+      { id: deliveryId, webhookId: w.id, event: TEST_EVENT, payload: body, priority: 0, attempts: 0 },
+      { ...hook, active: 1 },
+      { client: this.deps.client, clock: this.deps.clock, schedule: [] },
+    );
+    const outcome = { ...r.outcome, status: r.outcome.status === "success" ? "success" : "failed" } as const;
+    const success = outcome.status === "success";
+    await this.deps.engineStore.recordOutcomes({
+      leaseOwner: owner,
+      outcomes: [{ ...outcome, nextRetryAt: null }],
+      breakers:
+        success && hook.breaker_state !== "closed"
+          ? [{ webhookId: w.id, state: "closed", openedAt: null }]
+          : [],
+      disabled: [],
+    });
+    this.#changed(w.id);
+    return {
+      delivery_id: deliveryId,
+      success,
+      status_code: outcome.responseCode,
+      duration_ms: outcome.durationMs,
+      error: outcome.errorMessage,
+    };
+  }
+
+  async deliveries(
+    userId: string | undefined,
+    webhookId: string,
+    opts: DeliveryFilter & { limit?: number; cursor?: string },
+  ): Promise<Page<DeliveryView>> {
+    await this.#find(userId, webhookId);
+    if (opts.status !== undefined && !STATUSES.includes(opts.status)) {
+      throw new ManagerError("invalid_field", `status must be one of ${STATUSES.join(", ")}`, "status");
+    }
+    const limit = clampLimit(opts.limit);
+    const before = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, "dlv");
+    const rows = await listDeliveries(
+      this.deps.store,
+      webhookId,
+      { status: opts.status, event: opts.event, since: opts.since, until: opts.until },
+      { limit: limit + 1, before },
+    );
+    const p = page(rows, limit);
+    return { data: p.data.map(deliveryView), next_cursor: p.next_cursor };
+  }
+
+  async delivery(
+    userId: string | undefined,
+    webhookId: string,
+    deliveryId: string,
+  ): Promise<DeliveryView & { payload: unknown; attempt_history: AttemptView[] }> {
+    await this.#find(userId, webhookId);
+    const d = isId(deliveryId, "dlv") ? await getDelivery(this.deps.store, deliveryId, webhookId) : null;
+    if (!d) throw new ManagerError("not_found", `no delivery ${deliveryId}`, "delivery_id");
+    const attempts = await listAttempts(this.deps.store, d.id);
+    return { ...deliveryView(d), payload: JSON.parse(d.payload), attempt_history: attempts.map(attemptView) };
+  }
+
+  /** Queue a finished delivery again, now. Refused while it is still pending. */
+  async retry(userId: string | undefined, webhookId: string, deliveryId: string): Promise<DeliveryView> {
+    const w = await this.#find(userId, webhookId);
+    const d = isId(deliveryId, "dlv") ? await getDelivery(this.deps.store, deliveryId, webhookId) : null;
+    if (!d) throw new ManagerError("not_found", `no delivery ${deliveryId}`, "delivery_id");
+    if (d.status === "pending")
+      throw new ManagerError("conflict", "the delivery is still pending", "delivery_id");
+    if (!w.active)
+      throw new ManagerError("conflict", "the webhook is disabled: enable it first", "webhook_id");
+    const now = new Date(this.#now()).toISOString();
+    const res = await this.deps.store.db
+      .updateTable("webhook_deliveries")
+      .set({
+        status: "pending",
+        next_retry_at: now,
+        completed_at: null,
+        lease_owner: null,
+        lease_until: null,
+      })
+      .where("id", "=", d.id)
+      .where("status", "!=", "pending")
+      .executeTakeFirst();
+    if (Number(res.numUpdatedRows) === 0) {
+      throw new ManagerError("conflict", "the delivery is still pending", "delivery_id");
+    }
+    await this.deps.queue.enqueue([{ id: d.id, webhookId, priority: d.priority }], this.#now());
+    return deliveryView({ ...d, status: "pending", nextRetryAt: now, completedAt: null });
+  }
+}
+
+function clampLimit(limit: number | undefined): number {
+  if (limit === undefined) return 20;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+    throw new ManagerError("invalid_field", "limit must be a whole number from 1 to 100", "limit");
+  }
+  return limit;
+}
+
+interface CheckedFields {
+  events?: string[];
+  name?: string | null;
+  description?: string | null;
+  metadata?: Record<string, unknown> | null;
+  retrySchedule?: number[] | null;
+  active?: boolean;
+}
+
+function optionalText(v: unknown, field: string, max: number): string | null | undefined {
+  if (v === undefined || v === null) return v;
+  if (typeof v !== "string" || v.length > max) {
+    throw new ManagerError("invalid_field", `${field} must be a string of at most ${max} characters`, field);
+  }
+  return v;
+}
+
+function checkFields(input: Partial<WebhookInput>, creating: boolean): CheckedFields {
+  if (typeof input !== "object" || input === null)
+    throw new ManagerError("invalid_field", "body must be an object");
+  const out: CheckedFields = {};
+  if (input.events !== undefined || creating) {
+    const ev = input.events;
+    if (!Array.isArray(ev) || ev.length === 0 || ev.length > LIMITS.events) {
+      throw new ManagerError(
+        "invalid_field",
+        `events must list 1 to ${LIMITS.events} event types or "*"`,
+        "events",
+      );
+    }
+    for (const e of ev) {
+      if (!isSubscription(e))
+        throw new ManagerError("invalid_field", `unknown event type ${JSON.stringify(e)}`, "events");
+    }
+    out.events = [...new Set(ev)];
+  }
+  const name = optionalText(input.name, "name", LIMITS.name);
+  if (name !== undefined) out.name = name;
+  const description = optionalText(input.description, "description", LIMITS.description);
+  if (description !== undefined) out.description = description;
+  if (input.metadata !== undefined) {
+    const m = input.metadata;
+    if (
+      m !== null &&
+      (typeof m !== "object" || Array.isArray(m) || JSON.stringify(m).length > LIMITS.metadata)
+    ) {
+      throw new ManagerError(
+        "invalid_field",
+        `metadata must be a JSON object of at most ${LIMITS.metadata} bytes`,
+        "metadata",
+      );
+    }
+    out.metadata = m;
+  }
+  if (input.retry_schedule !== undefined) out.retrySchedule = checkSchedule(input.retry_schedule);
+  if (input.active !== undefined) {
+    if (typeof input.active !== "boolean")
+      throw new ManagerError("invalid_field", "active must be true or false", "active");
+    out.active = input.active;
+  }
+  return out;
+}
+
+function checkSchedule(s: unknown): number[] | null {
+  if (s === null) return null;
+  const bad = () =>
+    new ManagerError(
+      "invalid_field",
+      `retry_schedule must list 1 to ${LIMITS.schedule} delays such as "1s", "5m" (each at most 24h)`,
+      "retry_schedule",
+    );
+  if (!Array.isArray(s) || s.length === 0 || s.length > LIMITS.schedule) throw bad();
+  return s.map((d) => {
+    const ms = typeof d === "number" ? d : typeof d === "string" ? parseDuration(d) : null;
+    if (ms === null || !Number.isInteger(ms) || ms < 0 || ms > 86_400_000) throw bad();
+    return ms;
+  });
+}

@@ -1,0 +1,124 @@
+/**
+ * The deliveries table as the queue on PostgreSQL ("Postgres only" mode). Claims use
+ * FOR UPDATE SKIP LOCKED, so any number of worker processes claim disjoint rows without waiting
+ * on each other. LISTEN/NOTIFY wakes workers the moment an emit commits; it only speeds things
+ * up — the worker's periodic sweep finds everything anyway, so a lost notification costs at
+ * most one sweep interval.
+ */
+import pg from "pg";
+import { canonicalBody, WAKE_CHANNEL } from "../store/pg-engine.js";
+import { PRIORITY_NAMES, type Priority } from "../store/schema.js";
+import { type ClaimedDelivery, type DeliveryQueue, WakeSignal } from "./queue.js";
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
+
+export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: boolean }): DeliveryQueue {
+  const wake = new WakeSignal();
+  let listener: pg.Client | undefined;
+  let closed = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  const listen = async () => {
+    if (closed) return;
+    const opts = pool.options as pg.ClientConfig;
+    const client = new pg.Client({ ...opts });
+    client.on("error", () => {
+      // The connection broke: drop it and listen again shortly. Sweeps cover the gap.
+      client.end().catch(() => {});
+      if (listener === client) listener = undefined;
+      if (!closed) retryTimer = setTimeout(() => void listen().catch(() => {}), 1000).unref();
+    });
+    client.on("notification", (msg) => {
+      if (msg.channel === WAKE_CHANNEL && msg.payload) wake.fire(msg.payload.split(","));
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${WAKE_CHANNEL}`);
+      listener = client;
+    } catch {
+      client.end().catch(() => {});
+      if (!closed) retryTimer = setTimeout(() => void listen().catch(() => {}), 1000).unref();
+    }
+  };
+  if (opts.listen) void listen();
+
+  return {
+    kind: "postgres",
+    async enqueue(entries) {
+      // The emit transaction already sent pg_notify; wake local workers without the round trip.
+      if (entries.length > 0) wake.fire([...new Set(entries.map((e) => e.webhookId))]);
+    },
+    async readyWebhooks(now) {
+      const res = await pool.query<{ id: string }>(
+        `SELECT w.id FROM webhooks w WHERE EXISTS (SELECT 1 FROM webhook_deliveries d
+           WHERE d.webhook_id = w.id AND d.${WAITING} AND d.next_retry_at <= $1)`,
+        [iso(now)],
+      );
+      return res.rows.map((r) => r.id);
+    },
+    async claim(webhookId, max, now, leaseUntil) {
+      if (max <= 0) return [];
+      const res = await pool.query<{
+        id: string;
+        webhook_id: string;
+        priority: number;
+        event: string;
+        payload: string;
+        attempts: number;
+      }>(
+        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
+         WHERE id IN (SELECT id FROM webhook_deliveries
+                      WHERE webhook_id = $3 AND ${WAITING} AND next_retry_at <= $4
+                      ORDER BY priority, next_retry_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+         RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts`,
+        [iso(leaseUntil), owner, webhookId, iso(now), max],
+      );
+      return res.rows.map(
+        (r): ClaimedDelivery => ({
+          id: r.id,
+          webhookId: r.webhook_id,
+          priority: r.priority,
+          event: r.event,
+          payload: canonicalBody(r.payload),
+          attempts: r.attempts,
+        }),
+      );
+    },
+    async extend(ids, leaseUntil) {
+      if (ids.length === 0) return;
+      await pool.query(
+        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1
+         WHERE id = ANY($2::text[]) AND lease_owner = $3 AND ${WAITING}`,
+        [iso(leaseUntil), ids, owner],
+      );
+    },
+    async release(entries, dueAt) {
+      if (entries.length === 0) return;
+      await pool.query(
+        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = NULL, lease_owner = NULL
+         WHERE id = ANY($2::text[]) AND lease_owner = $3 AND ${WAITING}`,
+        [iso(dueAt), entries.map((e) => e.id), owner],
+      );
+      wake.fire([...new Set(entries.map((e) => e.webhookId))]);
+    },
+    async settle() {},
+    async depth() {
+      const res = await pool.query<{ priority: number; n: number }>(
+        `SELECT priority, count(*)::int AS n FROM webhook_deliveries WHERE ${WAITING} GROUP BY priority`,
+      );
+      const out: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+      for (const r of res.rows) {
+        const name = PRIORITY_NAMES[r.priority];
+        if (name) out[name] += r.n;
+      }
+      return out;
+    },
+    onWake: (l) => wake.on(l),
+    async close() {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      await listener?.end().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * The queue carries delivery ids and due times; the database is the truth. Every backend passes
+ * the same conformance suite (test/integration/queue.test.ts).
+ *
+ * Work is claimed per webhook: the worker decides how many deliveries each webhook may have in
+ * flight (its concurrency limit, its circuit breaker) and asks the queue for that many. A
+ * saturated or broken webhook is simply not asked, so its backlog never stands in front of
+ * anyone else's.
+ */
+import type { Priority } from "../store/schema.js";
+
+export interface QueueEntry {
+  id: string;
+  webhookId: string;
+  /** 0 high, 1 normal, 2 low. */
+  priority: number;
+}
+
+export interface ClaimedDelivery extends QueueEntry {
+  event: string;
+  /** The stored payload (the canonical body in SQLite). */
+  payload: string;
+  /** Attempts already made. */
+  attempts: number;
+}
+
+export interface DeliveryQueue {
+  readonly kind: string;
+  /** The rows are committed: make them claimable from `dueAt` (ms) and wake the workers. */
+  enqueue(entries: readonly QueueEntry[], dueAt: number): Promise<void>;
+  /** Webhooks that have work due at `now` (may include some that have none left). */
+  readyWebhooks(now: number): Promise<string[]>;
+  /**
+   * Up to `max` due deliveries of one webhook, highest priority first, then oldest due. Each is
+   * hidden from every other claimer until `leaseUntil`; a claimer that dies simply lets the lease
+   * run out, and the delivery is due again.
+   */
+  claim(webhookId: string, max: number, now: number, leaseUntil: number): Promise<ClaimedDelivery[]>;
+  /** Keep deliveries that are still in flight hidden until `leaseUntil`. */
+  extend(ids: readonly string[], leaseUntil: number): Promise<void>;
+  /** Give claimed deliveries back, due at `dueAt`, without spending an attempt. */
+  release(entries: readonly QueueEntry[], dueAt: number): Promise<void>;
+  /** The outcome is committed: forget the entry, or keep it due at `nextDueAt` (a retry). */
+  settle(entries: ReadonlyArray<{ entry: QueueEntry; nextDueAt: number | null }>): Promise<void>;
+  /** Deliveries waiting (pending, or failed with a retry scheduled), by priority. */
+  depth(): Promise<Record<Priority, number>>;
+  /** Called with the webhooks that just got work; returns an unsubscribe function. */
+  onWake(listener: (webhookIds: readonly string[]) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** A tiny listener set shared by the queue implementations. */
+export class WakeSignal {
+  #listeners = new Set<(ids: readonly string[]) => void>();
+
+  on(listener: (ids: readonly string[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  fire(ids: readonly string[]): void {
+    for (const l of this.#listeners) l(ids);
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The embedded mode's hot paths on raw better-sqlite3 statements: prepared once, run inside
+ * synchronous transactions (nothing can interleave), many rows per commit. Kysely stays for
+ * everything that is not on the hot path.
+ */
+import type SQLite from "better-sqlite3";
+import type { EmitRow, EmitWrite, EngineStore, Outcome, OutcomeBatch } from "./engine-store.js";
+
+export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
+  const st = {
+    findIdem: sqlite.prepare<[string, string], { id: string; delivery_count: number; created_at: string }>(
+      "SELECT id, delivery_count, created_at FROM webhook_events WHERE user_id = ? AND idempotency_key = ?",
+    ),
+    clearIdem: sqlite.prepare<[string]>("UPDATE webhook_events SET idempotency_key = NULL WHERE id = ?"),
+    subscribers: sqlite.prepare<[string], { id: string; events: string }>(
+      "SELECT id, events FROM webhooks WHERE user_id = ? AND active = 1",
+    ),
+    insertEvent: sqlite.prepare(
+      `INSERT INTO webhook_events (id, user_id, event, payload, priority, idempotency_key, delivery_count, created_at)
+       VALUES (@id, @user_id, @event, @payload, @priority, @idempotency_key, @delivery_count, @created_at)`,
+    ),
+    insertDelivery: sqlite.prepare(
+      `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, attempts,
+         next_retry_at, duration_ms, created_at)
+       VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, 0, ?)`,
+    ),
+    insertAttempt: sqlite.prepare(
+      `INSERT OR IGNORE INTO webhook_delivery_attempts (delivery_id, attempt, webhook_id, attempted_at, response_code,
+         duration_ms, error_type, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    updateDelivery: sqlite.prepare(
+      `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_retry_at = ?, response_code = ?, response_body = ?,
+         duration_ms = ?, completed_at = ?, error_message = ?, lease_owner = NULL, lease_until = NULL
+       WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)`,
+    ),
+    webhookSuccess: sqlite.prepare(
+      `UPDATE webhooks SET failure_count = ?, last_triggered_at = ?, last_success_at = ? WHERE id = ?`,
+    ),
+    webhookFailure: sqlite.prepare(
+      `UPDATE webhooks SET failure_count = failure_count + ?, last_triggered_at = ?, last_failure_at = ? WHERE id = ?`,
+    ),
+    webhookMixed: sqlite.prepare(
+      `UPDATE webhooks SET failure_count = ?, last_triggered_at = ?, last_success_at = ?, last_failure_at = ?
+       WHERE id = ?`,
+    ),
+    breaker: sqlite.prepare(`UPDATE webhooks SET breaker_state = ?, breaker_opened_at = ? WHERE id = ?`),
+    disable: sqlite.prepare(
+      `UPDATE webhooks SET active = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND active = 1`,
+    ),
+    webhook: sqlite.prepare<[string], WebhookDispatchRow>(
+      `SELECT id, user_id, url, secret, previous_secret, previous_secret_expires_at, active, retry_schedule,
+         breaker_state, breaker_opened_at, failure_count FROM webhooks WHERE id = ?`,
+    ),
+  };
+
+  const emitTx = sqlite.transaction((rows: EmitRow[], now: string, idemCutoff: string) => {
+    const writes: EmitWrite[] = [];
+    for (const row of rows) {
+      if (row.idempotencyKey !== null) {
+        const prior = st.findIdem.get(row.userId, row.idempotencyKey);
+        if (prior && prior.created_at > idemCutoff) {
+          writes.push({ id: prior.id, deliveries: prior.delivery_count, duplicate: true, entries: [] });
+          continue;
+        }
+        if (prior) st.clearIdem.run(prior.id);
+      }
+      const targets = st.subscribers
+        .all(row.userId)
+        .filter((w) => subscribed(w.events, row.event))
+        .map((w) => w.id);
+      st.insertEvent.run({
+        id: row.eventId,
+        user_id: row.userId,
+        event: row.event,
+        payload: row.body,
+        priority: row.priorityName,
+        idempotency_key: row.idempotencyKey,
+        delivery_count: targets.length,
+        created_at: now,
+      });
+      const entries = [];
+      for (const webhookId of targets) {
+        const id = row.newDeliveryId();
+        st.insertDelivery.run(id, webhookId, row.eventId, row.event, row.body, row.priority, now, now);
+        entries.push({ id, webhookId, priority: row.priority });
+      }
+      writes.push({ id: row.eventId, deliveries: targets.length, duplicate: false, entries });
+    }
+    return writes;
+  });
+
+  const outcomeTx = sqlite.transaction((batch: OutcomeBatch) => {
+    const applied: Outcome[] = [];
+    for (const o of batch.outcomes) {
+      const changed = st.updateDelivery.run(
+        o.status,
+        o.attempt,
+        o.nextRetryAt,
+        o.responseCode,
+        o.responseBody,
+        o.durationMs,
+        o.completedAt,
+        o.errorMessage,
+        o.deliveryId,
+        batch.leaseOwner,
+      ).changes;
+      // Another claimer took over after our lease ran out: its record of the delivery wins.
+      if (changed === 0 || !o.attempted) continue;
+      st.insertAttempt.run(
+        o.deliveryId,
+        o.attempt,
+        o.webhookId,
+        o.attemptedAt,
+        o.responseCode,
+        o.durationMs,
+        o.errorType,
+        o.errorMessage,
+      );
+      applied.push(o);
+    }
+    for (const [webhookId, c] of summarizeCounters(applied)) {
+      if (c.lastFailureAt === null) st.webhookSuccess.run(c.failures, c.lastAt, c.lastSuccessAt, webhookId);
+      else if (c.lastSuccessAt === null)
+        st.webhookFailure.run(c.failures, c.lastAt, c.lastFailureAt, webhookId);
+      else st.webhookMixed.run(c.failures, c.lastAt, c.lastSuccessAt, c.lastFailureAt, webhookId);
+    }
+    for (const b of batch.breakers) st.breaker.run(b.state, b.openedAt, b.webhookId);
+    for (const d of batch.disabled) st.disable.run(d.reason, d.at, d.webhookId);
+    return applied;
+  });
+
+  return {
+    async emit(rows, now, idemCutoff) {
+      return emitTx(rows, now, idemCutoff);
+    },
+    async recordOutcomes(batch) {
+      return outcomeTx(batch);
+    },
+    async webhookForDispatch(id) {
+      return st.webhook.get(id) ?? null;
+    },
+  };
+}
+
+export interface WebhookDispatchRow {
+  id: string;
+  user_id: string;
+  url: string;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: string | null;
+  active: number | boolean;
+  retry_schedule: string | null;
+  breaker_state: string;
+  breaker_opened_at: string | null;
+  failure_count: number;
+}
+
+export function subscribed(events: string, event: string): boolean {
+  for (const e of events.split(",")) if (e === event || e === "*") return true;
+  return false;
+}
+
+interface Counters {
+  /** Consecutive failures after the batch: absolute when the batch had a success, else a delta. */
+  failures: number;
+  lastAt: string;
+  lastSuccessAt: string | null;
+  lastFailureAt: string | null;
+}
+
+/** One counter update per webhook per batch, whatever the number of deliveries in it. */
+export function summarizeCounters(outcomes: readonly Outcome[]): Map<string, Counters> {
+  const out = new Map<string, Counters>();
+  for (const o of outcomes) {
+    let c = out.get(o.webhookId);
+    if (!c) {
+      c = { failures: 0, lastAt: o.attemptedAt, lastSuccessAt: null, lastFailureAt: null };
+      out.set(o.webhookId, c);
+    }
+    if (o.attemptedAt > c.lastAt) c.lastAt = o.attemptedAt;
+    if (o.status === "success") {
+      c.failures = 0;
+      c.lastSuccessAt = o.attemptedAt;
+    } else {
+      c.failures += 1;
+      c.lastFailureAt = o.attemptedAt;
+    }
+  }
+  return out;
+}

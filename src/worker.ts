@@ -1,0 +1,446 @@
+/**
+ * The claim loop. Per webhook it asks the queue for as many due deliveries as that webhook may
+ * have in flight (its concurrency limit, its circuit breaker, the worker's free slots), so a
+ * slow or broken endpoint only ever occupies its own slots. Outcomes are written in groups: all
+ * results that arrive while one write is in progress go into the next (group commit).
+ */
+import {
+  type BreakerRules,
+  type BreakerSnapshot,
+  allowance as breakerAllowance,
+  CLOSED,
+  currentState,
+  onFailure,
+  onSuccess,
+  probeAt,
+} from "./circuit-breaker.js";
+import type { Clock } from "./clock.js";
+import { type AttemptResult, attemptDelivery, retrySchedule } from "./dispatcher.js";
+import type { EngineEvents } from "./engine-events.js";
+import type { DeliveryClient } from "./http-client.js";
+import type { Logger } from "./logger.js";
+import type { ClaimedDelivery, DeliveryQueue } from "./queue/queue.js";
+import type { EngineStore, OutcomeBatch, WebhookDispatchRow } from "./store/engine-store.js";
+import type { BreakerState } from "./store/schema.js";
+
+export interface WorkerOptions {
+  engineStore: EngineStore;
+  queue: DeliveryQueue;
+  client: DeliveryClient;
+  events: EngineEvents;
+  logger: Logger;
+  clock: Clock;
+  /** Identifies this process's leases. */
+  owner: string;
+  workers: number;
+  endpointConcurrency: number;
+  retrySchedule: readonly number[];
+  breaker: BreakerRules;
+  timeoutMs: number;
+  drainTimeoutMs: number;
+  /** How often to look for due work nobody announced (retries, expired leases). */
+  sweepIntervalMs?: number;
+  /** How long a claimed webhook's settings are reused before being read again. */
+  webhookCacheMs?: number;
+}
+
+export interface WorkerStats {
+  processed: number;
+  successful: number;
+  failed: number;
+}
+
+export interface WorkerHealth {
+  running: boolean;
+  workers: number;
+  in_flight: number;
+  last_error: string | null;
+  stats: WorkerStats;
+}
+
+interface InFlight {
+  delivery: ClaimedDelivery;
+  claimedAt: number;
+}
+
+export class DeliveryWorker {
+  readonly #o: Required<WorkerOptions>;
+  #running = false;
+  #stopping: Promise<void> | undefined;
+  readonly #ready = new Set<string>();
+  /** Webhooks whose last claim was cut short by a limit: they may have more due work. */
+  readonly #more = new Set<string>();
+  readonly #inflightByHook = new Map<string, number>();
+  readonly #inflight = new Map<string, InFlight>();
+  readonly #breakers = new Map<string, BreakerSnapshot>();
+  readonly #hooks = new Map<string, { row: WebhookDispatchRow; at: number }>();
+  #pumping = false;
+  #pumpAgain = false;
+  #pending: AttemptResult[] = [];
+  #pendingBreakers = new Map<string, { state: BreakerState; openedAt: string | null }>();
+  #pendingDisabled: Array<{ webhookId: string; reason: string; at: string }> = [];
+  #flushing: Promise<void> | undefined;
+  #sweepTimer: unknown;
+  #wakeTimer: { handle: unknown; at: number } | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #lastError: string | null = null;
+  #idle: Array<() => void> = [];
+  readonly stats: WorkerStats = { processed: 0, successful: 0, failed: 0 };
+
+  constructor(options: WorkerOptions) {
+    this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, ...options };
+  }
+
+  get leaseMs(): number {
+    return this.#o.timeoutMs + 60_000;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#unsubscribe = this.#o.queue.onWake((ids) => {
+      for (const id of ids) this.#ready.add(id);
+      this.#pump();
+    });
+    this.#sweep();
+  }
+
+  /** Graceful: stop claiming, let in-flight attempts finish within the drain budget, release the rest. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#shutdown();
+    return this.#stopping;
+  }
+
+  /** Forget cached settings of a webhook (it was updated or deleted in this process). */
+  invalidate(webhookId: string): void {
+    this.#hooks.delete(webhookId);
+    this.#breakers.delete(webhookId);
+    this.#ready.add(webhookId);
+    this.#pump();
+  }
+
+  health(): WorkerHealth {
+    return {
+      running: this.#running && this.#stopping === undefined,
+      workers: this.#o.workers,
+      in_flight: this.#inflight.size,
+      last_error: this.#lastError,
+      stats: { ...this.stats },
+    };
+  }
+
+  /** Breaker states this worker knows, as of now. */
+  breakerStates(): Array<{ webhookId: string; state: BreakerState }> {
+    const now = this.#o.clock.now();
+    return [...this.#breakers].map(([webhookId, b]) => ({
+      webhookId,
+      state: currentState(b, this.#o.breaker, now),
+    }));
+  }
+
+  /** Resolves when nothing is in flight or waiting to be written (tests, shutdown). */
+  idle(): Promise<void> {
+    if (this.#inflight.size === 0 && this.#pending.length === 0 && !this.#flushing) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#running = false;
+    this.#unsubscribe?.();
+    this.#o.clock.clearTimeout(this.#sweepTimer);
+    if (this.#wakeTimer) this.#o.clock.clearTimeout(this.#wakeTimer.handle);
+    const drained = await Promise.race([
+      this.idle().then(() => true),
+      new Promise<boolean>((r) => {
+        const t = setTimeout(() => r(false), this.#o.drainTimeoutMs);
+        t.unref();
+      }),
+    ]);
+    if (!drained) {
+      const left = [...this.#inflight.values()].map((f) => f.delivery);
+      this.#o.logger.warn({ in_flight: left.length }, "drain timeout: releasing deliveries still in flight");
+      await this.#o.queue.release(left, this.#o.clock.now()).catch(() => {});
+    }
+    await this.#flush();
+  }
+
+  #scheduleSweep(): void {
+    if (!this.#running) return;
+    this.#sweepTimer = this.#o.clock.setTimeout(() => this.#sweep(), this.#o.sweepIntervalMs);
+  }
+
+  /** Finds due work nobody announced: retries, leases that ran out, other processes' emits. */
+  #sweep(): void {
+    if (!this.#running) return;
+    const now = this.#o.clock.now();
+    this.#o.queue
+      .readyWebhooks(now)
+      .then((ids) => {
+        for (const id of ids) {
+          this.#ready.add(id);
+          this.#more.add(id);
+        }
+        this.#extendLeases(now);
+        this.#lastError = null;
+        this.#pump();
+      })
+      .catch((err: unknown) => this.#noteError("sweep failed", err))
+      .finally(() => this.#scheduleSweep());
+  }
+
+  /** Wake precisely when the earliest known retry falls due (the sweep is the safety net). */
+  #wakeAt(at: number): void {
+    if (!this.#running) return;
+    if (this.#wakeTimer && this.#wakeTimer.at <= at) return;
+    if (this.#wakeTimer) this.#o.clock.clearTimeout(this.#wakeTimer.handle);
+    const handle = this.#o.clock.setTimeout(
+      () => {
+        this.#wakeTimer = undefined;
+        this.#sweep();
+      },
+      Math.max(0, at - this.#o.clock.now()),
+    );
+    this.#wakeTimer = { handle, at };
+  }
+
+  #extendLeases(now: number): void {
+    const stale = [...this.#inflight.values()]
+      .filter((f) => now - f.claimedAt > this.leaseMs / 3)
+      .map((f) => {
+        f.claimedAt = now;
+        return f.delivery.id;
+      });
+    if (stale.length > 0) {
+      this.#o.queue
+        .extend(stale, now + this.leaseMs)
+        .catch((err: unknown) => this.#noteError("lease extension failed", err));
+    }
+  }
+
+  #breaker(hook: WebhookDispatchRow): BreakerSnapshot {
+    let b = this.#breakers.get(hook.id);
+    if (!b) {
+      b =
+        hook.breaker_state === "closed"
+          ? { ...CLOSED, failures: hook.failure_count }
+          : {
+              state: "open",
+              failures: hook.failure_count,
+              openedAt: hook.breaker_opened_at ? Date.parse(hook.breaker_opened_at) : this.#o.clock.now(),
+            };
+      this.#breakers.set(hook.id, b);
+    }
+    return b;
+  }
+
+  async #webhook(id: string): Promise<WebhookDispatchRow | null> {
+    const now = this.#o.clock.now();
+    const cached = this.#hooks.get(id);
+    if (cached && now - cached.at < this.#o.webhookCacheMs) return cached.row;
+    const row = await this.#o.engineStore.webhookForDispatch(id);
+    if (row) this.#hooks.set(id, { row, at: now });
+    else this.#hooks.delete(id);
+    return row;
+  }
+
+  #pump(): void {
+    if (!this.#running) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    this.#pumpLoop()
+      .catch((err: unknown) => this.#noteError("claim failed", err))
+      .finally(() => {
+        this.#pumping = false;
+      });
+  }
+
+  async #pumpLoop(): Promise<void> {
+    do {
+      this.#pumpAgain = false;
+      for (const webhookId of [...this.#ready]) {
+        if (!this.#running) return;
+        const free = this.#o.workers - this.#inflight.size;
+        if (free <= 0) return;
+        const hook = await this.#webhook(webhookId);
+        if (!hook) {
+          this.#ready.delete(webhookId);
+          continue;
+        }
+        const now = this.#o.clock.now();
+        const b = this.#breaker(hook);
+        const inflight = this.#inflightByHook.get(webhookId) ?? 0;
+        const room = breakerAllowance(b, this.#o.breaker, now, this.#o.endpointConcurrency) - inflight;
+        if (room <= 0) {
+          // Saturated or open: it comes back when a slot frees or the probe is due.
+          this.#ready.delete(webhookId);
+          this.#more.add(webhookId);
+          const probe = probeAt(b, this.#o.breaker);
+          if (probe !== null && inflight === 0) this.#wakeAt(probe);
+          continue;
+        }
+        const want = Math.min(room, free);
+        const claimed = await this.#o.queue.claim(webhookId, want, now, now + this.leaseMs);
+        this.#ready.delete(webhookId);
+        if (claimed.length === want) {
+          this.#more.add(webhookId);
+          this.#ready.add(webhookId); // to the back of the line: round-robin between webhooks
+        } else {
+          this.#more.delete(webhookId);
+        }
+        if (claimed.length > 0) this.#o.events.emit("dequeued", { count: claimed.length });
+        for (const c of claimed) this.#start(c, hook, now);
+      }
+    } while (this.#pumpAgain && this.#running);
+  }
+
+  #start(c: ClaimedDelivery, hook: WebhookDispatchRow, now: number): void {
+    this.#inflight.set(c.id, { delivery: c, claimedAt: now });
+    this.#inflightByHook.set(c.webhookId, (this.#inflightByHook.get(c.webhookId) ?? 0) + 1);
+    attemptDelivery(c, hook, {
+      client: this.#o.client,
+      clock: this.#o.clock,
+      schedule: retrySchedule(hook, this.#o.retrySchedule),
+    }).then(
+      (r) => this.#finished(c, hook, r),
+      (err: unknown) => {
+        // Only a bug gets here (the client never throws): give the delivery back for later.
+        this.#noteError("attempt crashed", err);
+        this.#release(c);
+        this.#o.queue.release([c], this.#o.clock.now() + 5000).catch(() => {});
+      },
+    );
+  }
+
+  #release(c: ClaimedDelivery): void {
+    this.#inflight.delete(c.id);
+    const n = (this.#inflightByHook.get(c.webhookId) ?? 1) - 1;
+    if (n <= 0) this.#inflightByHook.delete(c.webhookId);
+    else this.#inflightByHook.set(c.webhookId, n);
+    if (this.#more.has(c.webhookId)) this.#ready.add(c.webhookId);
+    this.#pump();
+    this.#checkIdle();
+  }
+
+  #finished(c: ClaimedDelivery, hook: WebhookDispatchRow, r: AttemptResult): void {
+    const now = this.#o.clock.now();
+    if (r.attempted) {
+      const before = this.#breaker(hook);
+      const after =
+        r.outcome.status === "success" ? onSuccess(before) : onFailure(before, this.#o.breaker, now);
+      this.#breakers.set(hook.id, after);
+      const from = currentState(before, this.#o.breaker, now);
+      if (after.state !== before.state || from !== after.state) {
+        this.#pendingBreakers.set(hook.id, {
+          state: after.state,
+          openedAt: after.openedAt === null ? null : new Date(after.openedAt).toISOString(),
+        });
+        this.#o.events.emit("breaker", { webhookId: hook.id, from, to: after.state });
+        if (after.state === "open") this.#wakeAt(now + this.#o.breaker.cooldownMs);
+      }
+    }
+    if (r.gone) {
+      this.#pendingDisabled.push({
+        webhookId: hook.id,
+        reason: "endpoint answered 410 Gone",
+        at: r.outcome.attemptedAt,
+      });
+      this.#hooks.delete(hook.id);
+    }
+    this.#pending.push(r);
+    this.#inflight.delete(c.id);
+    const n = (this.#inflightByHook.get(c.webhookId) ?? 1) - 1;
+    if (n <= 0) this.#inflightByHook.delete(c.webhookId);
+    else this.#inflightByHook.set(c.webhookId, n);
+    if (this.#more.has(c.webhookId)) this.#ready.add(c.webhookId);
+    if (!this.#flushing) this.#flushing = this.#flushSoon();
+    this.#pump();
+  }
+
+  /** Group commit: the write starts on the next turn, taking every result that arrived by then. */
+  async #flushSoon(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0 || this.#pendingBreakers.size > 0 || this.#pendingDisabled.length > 0) {
+      const results = this.#pending;
+      const batch: OutcomeBatch = {
+        leaseOwner: this.#o.owner,
+        outcomes: results.map((r) => r.outcome),
+        breakers: [...this.#pendingBreakers].map(([webhookId, b]) => ({ webhookId, ...b })),
+        disabled: this.#pendingDisabled,
+      };
+      this.#pending = [];
+      this.#pendingBreakers = new Map();
+      this.#pendingDisabled = [];
+      try {
+        await this.#o.engineStore.recordOutcomes(batch);
+      } catch (err) {
+        // Keep the results and try again: until written, the deliveries stay leased to us.
+        this.#noteError("recording outcomes failed", err);
+        this.#pending = results.concat(this.#pending);
+        for (const b of batch.breakers) {
+          if (!this.#pendingBreakers.has(b.webhookId)) this.#pendingBreakers.set(b.webhookId, b);
+        }
+        this.#pendingDisabled = batch.disabled.concat(this.#pendingDisabled);
+        await new Promise((r) => setTimeout(r, 500));
+        if (!this.#running && this.#stopping === undefined) break;
+        continue;
+      }
+      this.#afterWrite(results);
+    }
+    this.#flushing = undefined;
+    this.#checkIdle();
+  }
+
+  #afterWrite(results: AttemptResult[]): void {
+    const settle = [];
+    for (const r of results) {
+      const o = r.outcome;
+      const nextDueAt = o.nextRetryAt === null ? null : Date.parse(o.nextRetryAt);
+      settle.push({ entry: { id: o.deliveryId, webhookId: o.webhookId, priority: o.priority }, nextDueAt });
+      if (nextDueAt !== null) this.#wakeAt(nextDueAt);
+      if (!r.attempted) continue;
+      this.stats.processed++;
+      if (o.status === "success") this.stats.successful++;
+      else this.stats.failed++;
+      this.#o.events.emit("attempt", {
+        webhookId: o.webhookId,
+        deliveryId: o.deliveryId,
+        event: o.event,
+        attempt: o.attempt,
+        outcome:
+          o.status === "success"
+            ? "success"
+            : o.status === "dead_letter"
+              ? "dead_letter"
+              : r.gone
+                ? "failed"
+                : "retry",
+        status: o.responseCode,
+        durationMs: o.durationMs,
+        errorType: o.errorType,
+      });
+      if (r.gone)
+        this.#o.events.emit("disabled", { webhookId: o.webhookId, reason: "endpoint answered 410 Gone" });
+    }
+    this.#o.queue.settle(settle).catch((err: unknown) => this.#noteError("settle failed", err));
+  }
+
+  #checkIdle(): void {
+    if (this.#inflight.size > 0 || this.#pending.length > 0 || this.#flushing) return;
+    const waiting = this.#idle;
+    this.#idle = [];
+    for (const resolve of waiting) resolve();
+  }
+
+  #noteError(what: string, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.#lastError = `${what}: ${message}`;
+    this.#o.logger.error({ err: message }, what);
+  }
+}
