@@ -252,7 +252,7 @@ export class WebhookManager {
       event: TEST_EVENT,
       created_at: createdAt,
       user_id: w.userId,
-      data: { webhook_id: w.id, message: "This is a test event from continuum-webhooks." },
+      data: { message: "This is a test delivery" },
     });
     // Not in the queue (no next_retry_at) and leased to this call until its outcome is written.
     const owner = `test:${deliveryId}`;
@@ -285,6 +285,7 @@ export class WebhookManager {
     const success = outcome.status === "success";
     await this.deps.engineStore.recordOutcomes({
       leaseOwner: owner,
+      requireEngineLock: false,
       outcomes: [{ ...outcome, nextRetryAt: null }],
       breakers:
         success && hook.breaker_state !== "closed"

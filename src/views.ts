@@ -5,6 +5,7 @@
 import { formatDuration } from "./duration.js";
 import { maskSecret } from "./signer.js";
 import type { AttemptRecord, DeliveryRecord } from "./store/deliveries.js";
+import type { BreakerState, DeliveryStatus } from "./store/schema.js";
 import type { WebhookRecord } from "./store/webhooks.js";
 
 export interface WebhookView {
@@ -23,7 +24,7 @@ export interface WebhookView {
   last_triggered_at: string | null;
   last_success_at: string | null;
   last_failure_at: string | null;
-  circuit_breaker: { state: string; opened_at: string | null };
+  circuit_breaker: { state: BreakerState; opened_at: string | null };
   disabled_reason: string | null;
   created_at: string;
   updated_at: string;
@@ -59,7 +60,7 @@ export interface DeliveryView {
   webhook_id: string;
   event_id: string | null;
   event: string;
-  status: string;
+  status: DeliveryStatus;
   attempts: number;
   next_retry_at: string | null;
   response_code: number | null;

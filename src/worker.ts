@@ -243,6 +243,10 @@ export class DeliveryWorker {
     return row;
   }
 
+  /**
+   * Coalesced: every wake-up and completion in one turn of the event loop leads to one claim
+   * round trip (one transaction) for all the webhooks that have room.
+   */
   #pump(): void {
     if (!this.#running) return;
     if (this.#pumping) {
@@ -250,50 +254,67 @@ export class DeliveryWorker {
       return;
     }
     this.#pumping = true;
-    this.#pumpLoop()
-      .catch((err: unknown) => this.#noteError("claim failed", err))
-      .finally(() => {
-        this.#pumping = false;
-      });
+    setImmediate(() => {
+      this.#pumpLoop()
+        .catch((err: unknown) => this.#noteError("claim failed", err))
+        .finally(() => {
+          this.#pumping = false;
+          if (this.#pumpAgain) {
+            this.#pumpAgain = false;
+            this.#pump();
+          }
+        });
+    });
   }
 
   async #pumpLoop(): Promise<void> {
-    do {
-      this.#pumpAgain = false;
-      for (const webhookId of [...this.#ready]) {
-        if (!this.#running) return;
-        const free = this.#o.workers - this.#inflight.size;
-        if (free <= 0) return;
-        const hook = await this.#webhook(webhookId);
-        if (!hook) {
-          this.#ready.delete(webhookId);
-          continue;
-        }
-        const now = this.#o.clock.now();
-        const b = this.#breaker(hook);
-        const inflight = this.#inflightByHook.get(webhookId) ?? 0;
-        const room = breakerAllowance(b, this.#o.breaker, now, this.#o.endpointConcurrency) - inflight;
-        if (room <= 0) {
-          // Saturated or open: it comes back when a slot frees or the probe is due.
-          this.#ready.delete(webhookId);
-          this.#more.add(webhookId);
-          const probe = probeAt(b, this.#o.breaker);
-          if (probe !== null && inflight === 0) this.#wakeAt(probe);
-          continue;
-        }
-        const want = Math.min(room, free);
-        const claimed = await this.#o.queue.claim(webhookId, want, now, now + this.leaseMs);
+    this.#pumpAgain = false;
+    let free = this.#o.workers - this.#inflight.size;
+    const plan: Array<{ webhookId: string; max: number; hook: WebhookDispatchRow }> = [];
+    const now = this.#o.clock.now();
+    for (const webhookId of [...this.#ready]) {
+      if (free <= 0) break;
+      const hook = await this.#webhook(webhookId);
+      if (!hook) {
         this.#ready.delete(webhookId);
-        if (claimed.length === want) {
-          this.#more.add(webhookId);
-          this.#ready.add(webhookId); // to the back of the line: round-robin between webhooks
-        } else {
-          this.#more.delete(webhookId);
-        }
-        if (claimed.length > 0) this.#o.events.emit("dequeued", { count: claimed.length });
-        for (const c of claimed) this.#start(c, hook, now);
+        continue;
       }
-    } while (this.#pumpAgain && this.#running);
+      const b = this.#breaker(hook);
+      const inflight = this.#inflightByHook.get(webhookId) ?? 0;
+      const room = breakerAllowance(b, this.#o.breaker, now, this.#o.endpointConcurrency) - inflight;
+      this.#ready.delete(webhookId);
+      if (room <= 0) {
+        // Saturated or open: it comes back when a slot frees or the probe is due.
+        this.#more.add(webhookId);
+        const probe = probeAt(b, this.#o.breaker);
+        if (probe !== null && inflight === 0) this.#wakeAt(probe);
+        continue;
+      }
+      const max = Math.min(room, free);
+      free -= max;
+      plan.push({ webhookId, max, hook });
+    }
+    if (plan.length === 0 || !this.#running) return;
+    const claimed = await this.#o.queue.claim(plan, now, now + this.leaseMs);
+    const byHook = new Map<string, ClaimedDelivery[]>();
+    for (const c of claimed) {
+      const list = byHook.get(c.webhookId);
+      if (list) list.push(c);
+      else byHook.set(c.webhookId, [c]);
+    }
+    for (const { webhookId, max, hook } of plan) {
+      const got = byHook.get(webhookId) ?? [];
+      if (got.length === max) {
+        this.#more.add(webhookId);
+        this.#ready.add(webhookId); // to the back of the line: round-robin between webhooks
+      } else {
+        this.#more.delete(webhookId);
+      }
+      for (const c of got) this.#start(c, hook, now);
+    }
+    if (claimed.length > 0) this.#o.events.emit("dequeued", { count: claimed.length });
+    // Webhooks still ready (not reached for lack of free slots) wait for the next completion.
+    if (this.#ready.size > 0 && this.#o.workers - this.#inflight.size > 0) this.#pumpAgain = true;
   }
 
   #start(c: ClaimedDelivery, hook: WebhookDispatchRow, now: number): void {
@@ -347,7 +368,8 @@ export class DeliveryWorker {
         reason: "endpoint answered 410 Gone",
         at: r.outcome.attemptedAt,
       });
-      this.#hooks.delete(hook.id);
+      // Until that write lands, remember it here: the webhook's other deliveries must not be sent.
+      this.#hooks.set(hook.id, { row: { ...hook, active: 0 }, at: now });
     }
     this.#pending.push(r);
     this.#inflight.delete(c.id);
@@ -370,6 +392,7 @@ export class DeliveryWorker {
       const results = this.#pending;
       const batch: OutcomeBatch = {
         leaseOwner: this.#o.owner,
+        requireEngineLock: true,
         outcomes: results.map((r) => r.outcome),
         breakers: [...this.#pendingBreakers].map(([webhookId, b]) => ({ webhookId, ...b })),
         disabled: this.#pendingDisabled,

@@ -57,8 +57,9 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
       );
       return res.rows.map((r) => r.id);
     },
-    async claim(webhookId, max, now, leaseUntil) {
-      if (max <= 0) return [];
+    async claim(requests, now, leaseUntil) {
+      const wanted = requests.filter((r) => r.max > 0);
+      if (wanted.length === 0) return [];
       const res = await pool.query<{
         id: string;
         webhook_id: string;
@@ -67,13 +68,18 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
         payload: string;
         attempts: number;
       }>(
-        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
-         WHERE id IN (SELECT id FROM webhook_deliveries
-                      WHERE webhook_id = $3 AND ${WAITING} AND next_retry_at <= $4
-                      ORDER BY priority, next_retry_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+        `WITH picked AS (
+           SELECT d.id FROM unnest($3::text[], $4::int[]) AS r(webhook_id, n),
+           LATERAL (SELECT id FROM webhook_deliveries
+                    WHERE webhook_id = r.webhook_id AND ${WAITING} AND next_retry_at <= $5
+                    ORDER BY priority, next_retry_at LIMIT r.n FOR UPDATE SKIP LOCKED) d)
+         UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
+         WHERE id IN (SELECT id FROM picked)
          RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts`,
-        [iso(leaseUntil), owner, webhookId, iso(now), max],
+        [iso(leaseUntil), owner, wanted.map((r) => r.webhookId), wanted.map((r) => r.max), iso(now)],
       );
+      // RETURNING does not keep the sub-select's order: restore priority, then age.
+      res.rows.sort((x, y) => x.priority - y.priority || (x.id < y.id ? -1 : 1));
       return res.rows.map(
         (r): ClaimedDelivery => ({
           id: r.id,

@@ -31,11 +31,16 @@ export interface DeliveryQueue {
   /** Webhooks that have work due at `now` (may include some that have none left). */
   readyWebhooks(now: number): Promise<string[]>;
   /**
-   * Up to `max` due deliveries of one webhook, highest priority first, then oldest due. Each is
-   * hidden from every other claimer until `leaseUntil`; a claimer that dies simply lets the lease
-   * run out, and the delivery is due again.
+   * For each request, up to `max` due deliveries of that webhook, highest priority first, then
+   * oldest due; all requests in one round trip. Each delivery is hidden from every other claimer
+   * until `leaseUntil`; a claimer that dies simply lets the lease run out, and the delivery is
+   * due again.
    */
-  claim(webhookId: string, max: number, now: number, leaseUntil: number): Promise<ClaimedDelivery[]>;
+  claim(
+    requests: ReadonlyArray<{ webhookId: string; max: number }>,
+    now: number,
+    leaseUntil: number,
+  ): Promise<ClaimedDelivery[]>;
   /** Keep deliveries that are still in flight hidden until `leaseUntil`. */
   extend(ids: readonly string[], leaseUntil: number): Promise<void>;
   /** Give claimed deliveries back, due at `dueAt`, without spending an attempt. */

@@ -50,6 +50,12 @@ export interface Outcome {
 export interface OutcomeBatch {
   /** Only deliveries this claimer still holds are updated. */
   leaseOwner: string;
+  /**
+   * SQLite: write only while `leaseOwner` still holds the engine lock (a worker that stalled
+   * past its lock must not overwrite what its successor recorded). False for one-off writes
+   * outside the queue, such as a test send.
+   */
+  requireEngineLock: boolean;
   outcomes: Outcome[];
   breakers: Array<{ webhookId: string; state: BreakerState; openedAt: string | null }>;
   disabled: Array<{ webhookId: string; reason: string; at: string }>;

@@ -47,6 +47,7 @@ export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
     disable: sqlite.prepare(
       `UPDATE webhooks SET active = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND active = 1`,
     ),
+    lockOwner: sqlite.prepare<[], { owner: string }>("SELECT owner FROM engine_lock WHERE id = 1"),
     webhook: sqlite.prepare<[string], WebhookDispatchRow>(
       `SELECT id, user_id, url, secret, previous_secret, previous_secret_expires_at, active, retry_schedule,
          breaker_state, breaker_opened_at, failure_count FROM webhooks WHERE id = ?`,
@@ -91,6 +92,7 @@ export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
 
   const outcomeTx = sqlite.transaction((batch: OutcomeBatch) => {
     const applied: Outcome[] = [];
+    if (batch.requireEngineLock && st.lockOwner.get()?.owner !== batch.leaseOwner) return applied;
     for (const o of batch.outcomes) {
       const changed = st.updateDelivery.run(
         o.status,

@@ -95,6 +95,12 @@ const sqlite = [
     last_used_at TEXT,
     revoked_at TEXT
   )`,
+  // Embedded mode: one process at a time delivers from a SQLite file (see queue/sql-queue.ts).
+  `CREATE TABLE engine_lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    owner TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+  )`,
 ];
 
 const postgres = [
