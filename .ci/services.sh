@@ -22,6 +22,18 @@ need_pkg() {
 need_pkg pg_isready postgresql postgresql-client
 need_pkg redis-server redis-server redis-tools
 need_pkg python3 python3
+# Test toolchains: promtool (alert rules), systemd-analyze (unit files), and the receiver
+# examples in Go, Ruby and Debian's Python with Flask, FastAPI and Django.
+need_pkg promtool --no-install-recommends prometheus
+systemctl disable --now prometheus >/dev/null 2>&1 || true
+need_pkg systemd-analyze systemd
+need_pkg go golang-go
+need_pkg ruby ruby
+if ! /usr/bin/python3 -c 'import flask, fastapi, django, httpx, uvicorn' 2>/dev/null; then
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-flask python3-fastapi python3-django \
+    python3-uvicorn python3-httpx >/dev/null
+fi
 
 if ! pg_up; then
   echo "starting PostgreSQL"

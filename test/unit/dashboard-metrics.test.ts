@@ -1,0 +1,262 @@
+/**
+ * Every metric named by the Grafana dashboard, the alert rules and the runbooks' PromQL must be one
+ * the service exports: a renamed metric otherwise leaves an empty panel or an alert that can never
+ * fire, and nobody notices until the incident. "Exported" means present in a real scrape of
+ * createMetrics() after one engine event of each kind, Node process metrics included.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { EngineEvents } from "../../src/engine-events.js";
+import { createMetrics } from "../../src/metrics.js";
+
+const ROOT = join(import.meta.dirname, "../..");
+const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
+
+const SPEC_METRICS = [
+  "webhook_deliveries_total",
+  "webhook_delivery_duration_seconds",
+  "webhook_failures_total",
+  "webhook_queue_depth",
+  "webhook_queue_enqueued_total",
+  "webhook_queue_dequeued_total",
+  "webhook_circuit_breaker_state",
+  "webhook_circuit_breaker_opened_total",
+];
+
+const KEYWORDS = new Set([
+  "and",
+  "or",
+  "unless",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "bool",
+  "offset",
+  "inf",
+  "nan",
+  "atan2",
+]);
+
+/** Metric names in a PromQL expression (Grafana variables allowed). Functions and labels are not names. */
+function metricNames(expr: string): Set<string> {
+  if (expr.includes("__name__")) throw new Error(`__name__ selectors hide the metric name: ${expr}`);
+  const stripped = expr
+    .replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`/g, '""')
+    .replace(/#[^\n]*/g, " ")
+    .replace(/\$\{[^}]*\}|\$\w+|\[\[[^\]]*\]\]/g, " ")
+    .replace(/\{[^}]*\}/g, " ")
+    .replace(/\[[^\]]*\]/g, " ")
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ");
+  const names = new Set<string>();
+  for (const m of stripped.matchAll(/(?<![\w:.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()/g)) {
+    if (!KEYWORDS.has(m[1]!.toLowerCase())) names.add(m[1]!);
+  }
+  return names;
+}
+
+/** Every `expr` of the dashboard, and the metric of each `label_values(metric, label)` variable. */
+function dashboardExprs(): string[] {
+  const out: string[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) for (const item of node) walk(item);
+    else if (node && typeof node === "object") {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === "expr" && typeof value === "string") out.push(value);
+        else if (key === "definition" && typeof value === "string") {
+          const lv = /^label_values\(\s*(.+?)\s*,\s*\w+\s*\)$/.exec(value);
+          if (!lv) throw new Error(`unsupported variable query: ${value}`);
+          out.push(lv[1]!);
+        } else walk(value);
+      }
+    }
+  };
+  walk(JSON.parse(read("deploy/grafana/continuum-webhooks.json")));
+  return out;
+}
+
+/** The `expr:` values of a rules file as this repository writes it (inline or `|` block). */
+function ruleExprs(yaml: string): string[] {
+  const lines = yaml.split("\n");
+  const out: string[] = [];
+  lines.forEach((line, i) => {
+    const m = /^(\s*)expr:\s*(.*)$/.exec(line);
+    if (!m) return;
+    if (m[2] !== "|" && m[2] !== ">") {
+      out.push(m[2]!.replace(/^(['"])(.*)\1$/, "$2"));
+      return;
+    }
+    const body: string[] = [];
+    for (const next of lines.slice(i + 1)) {
+      if (next.trim() !== "" && next.search(/\S/) <= m[1]!.length) break;
+      body.push(next);
+    }
+    out.push(body.join("\n").trim());
+  });
+  return out;
+}
+
+/** The runbooks' ```promql blocks, split into expressions (an indented line continues the previous). */
+function runbookExprs(): Array<{ file: string; expr: string }> {
+  const dir = join(ROOT, "docs/runbooks");
+  const out: Array<{ file: string; expr: string }> = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".md"))) {
+    for (const block of readFileSync(join(dir, file), "utf8").matchAll(/```promql\n([\s\S]*?)```/g)) {
+      for (const line of block[1]!.split("\n")) {
+        if (line.trim() === "" || line.trim().startsWith("#")) continue;
+        const last = out[out.length - 1];
+        if (/^\s/.test(line) && last?.file === file) last.expr += `\n${line}`;
+        else out.push({ file, expr: line });
+      }
+    }
+  }
+  return out;
+}
+
+/** Series names present in a scrape (histograms appear as their _bucket/_sum/_count). */
+function exportedNames(exposition: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of exposition.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
+    if (m) names.add(m[1]!);
+  }
+  return names;
+}
+
+async function scrapeAfterOneEventOfEachKind(defaultMetrics = true): Promise<string> {
+  const events = new EngineEvents();
+  const metrics = createMetrics({
+    events,
+    defaultMetrics,
+    queueDepth: async () => ({ high: 1, normal: 2, low: 3 }),
+    breakerStates: async () => [{ webhookId: "whk_1", state: "open" }],
+  });
+  try {
+    events.emit("enqueued", { count: 1, priority: "normal" });
+    events.emit("dequeued", { count: 1 });
+    events.emit("attempt", {
+      webhookId: "whk_1",
+      deliveryId: "dlv_1",
+      event: "memory.created",
+      attempt: 1,
+      outcome: "retry",
+      status: 503,
+      durationMs: 40,
+      errorType: "http_status",
+    });
+    events.emit("breaker", { webhookId: "whk_1", from: "closed", to: "open" });
+    events.emit("disabled", { webhookId: "whk_2", reason: "410 Gone" });
+    return await metrics.render();
+  } finally {
+    metrics.close();
+  }
+}
+
+function promtool(): string | undefined {
+  const found = spawnSync("promtool", ["--version"], { encoding: "utf8" });
+  return found.status === 0 ? "promtool" : undefined;
+}
+
+describe("metricNames (the extractor itself)", () => {
+  it.each([
+    ['sum by (job) (rate(webhook_deliveries_total{status!="success"}[5m]))', ["webhook_deliveries_total"]],
+    ['histogram_quantile(0.95, sum by (le) (rate(h_bucket{job=~"$job"}[$__rate_interval])))', ["h_bucket"]],
+    [
+      "changes(process_start_time_seconds[30m]) > 2\nand on (job, instance) webhook_queue_dequeued_total",
+      ["process_start_time_seconds", "webhook_queue_dequeued_total"],
+    ],
+    ["count(max by (webhook_id) (g) > 0) or vector(0)", ["g"]],
+    ["sum(rate(a[5m] offset 1h)) by (x) * 1e3 # bar is not a metric", ["a"]],
+    ["1 - sum(x_total) / ignoring(le) group_left y_total", ["x_total", "y_total"]],
+  ])("%s", (expr, names) => {
+    expect([...metricNames(expr)].sort()).toEqual([...names].sort());
+  });
+});
+
+describe("the dashboard, the alert rules and the runbooks use only exported metrics", async () => {
+  const exported = exportedNames(await scrapeAfterOneEventOfEachKind());
+  const dashboard = dashboardExprs();
+  const rules = ruleExprs(read("deploy/prometheus/alerts.yml"));
+  const runbooks = runbookExprs();
+
+  it("finds the expressions it checks", () => {
+    expect(dashboard.length).toBeGreaterThanOrEqual(20);
+    expect(rules).toHaveLength((read("deploy/prometheus/alerts.yml").match(/^\s*- alert:/gm) ?? []).length);
+    expect(rules.length).toBe(7);
+    // The seven alert pages and the README all carry PromQL.
+    expect(new Set(runbooks.map((r) => r.file)).size).toBe(8);
+  });
+
+  it("scrape exports every SPEC §7 metric and the Node process metrics", () => {
+    for (const name of SPEC_METRICS) {
+      const series = name.endsWith("_seconds") ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
+      for (const s of series) expect(exported, s).toContain(s);
+    }
+    expect(exported).toContain("process_start_time_seconds");
+  });
+
+  it.each([
+    ["dashboard", () => dashboard],
+    ["alerts.yml", () => rules],
+    ["runbooks", () => runbooks.map((r) => r.expr)],
+  ])("%s", (_source, exprs) => {
+    const used = new Set(exprs().flatMap((e) => [...metricNames(e)]));
+    expect(used.size).toBeGreaterThan(0);
+    expect([...used].filter((name) => !exported.has(name))).toEqual([]);
+  });
+
+  it("the dashboard shows every SPEC §7 metric", () => {
+    const used = [...new Set(dashboard.flatMap((e) => [...metricNames(e)]))];
+    for (const name of SPEC_METRICS) {
+      expect(
+        used.some((u) => u === name || u.startsWith(`${name}_`)),
+        name,
+      ).toBe(true);
+    }
+  });
+
+  it("our own metrics pass Prometheus' parser and linter (promtool check metrics)", async (ctx) => {
+    const tool = promtool();
+    if (!tool) {
+      if (process.env.REQUIRE_SERVICES === "1") throw new Error("REQUIRE_SERVICES=1 but promtool is missing");
+      ctx.skip("promtool is not installed (apt-get install prometheus)");
+      return;
+    }
+    // Without Node's default metrics: prom-client names some gauges *_total, which the linter flags.
+    const scrape = await scrapeAfterOneEventOfEachKind(false);
+    expect(scrape).toContain("webhook_delivery_duration_seconds_bucket");
+    const r = spawnSync(tool, ["check", "metrics"], { input: scrape, encoding: "utf8" });
+    expect(`${r.stdout}${r.stderr}`).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("every dashboard and runbook expression is valid PromQL (promtool)", (ctx) => {
+    const tool = promtool();
+    if (!tool) {
+      if (process.env.REQUIRE_SERVICES === "1") throw new Error("REQUIRE_SERVICES=1 but promtool is missing");
+      ctx.skip("promtool is not installed (apt-get install prometheus)");
+      return;
+    }
+    const exprs = [...dashboard, ...runbooks.map((r) => r.expr)].map((e) =>
+      e
+        .replaceAll("$__rate_interval", "5m")
+        .replaceAll("$job", ".+")
+        .replace(/#[^\n]*/g, ""),
+    );
+    const dir = mkdtempSync(join(tmpdir(), "cw-promql-"));
+    try {
+      const rulesFile = join(dir, "exprs.yml");
+      const body = exprs.map((e, i) => `      - record: check:expr_${i}\n        expr: ${JSON.stringify(e)}`);
+      writeFileSync(rulesFile, `groups:\n  - name: exprs\n    rules:\n${body.join("\n")}\n`);
+      const out = execFileSync(tool, ["check", "rules", rulesFile], { encoding: "utf8" });
+      expect(out).toContain(`SUCCESS: ${exprs.length} rules found`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
