@@ -1,0 +1,3 @@
+module example.com/continuumwebhooks
+
+go 1.19
