@@ -7,6 +7,7 @@ import { apiKeyCreate, apiKeyList, apiKeyRevoke } from "./commands/api-key.js";
 import { UsageError } from "./commands/errors.js";
 import { configFromOptions, withConfigOptions } from "./commands/options.js";
 import { serve } from "./commands/serve.js";
+import { worker } from "./commands/worker.js";
 import { ConfigError } from "./config.js";
 import { migrate, openStore } from "./store/index.js";
 
@@ -56,6 +57,18 @@ export function buildProgram(): Command {
     action(async (opts: Record<string, unknown>) => {
       const config = configFromOptions(opts);
       await serve(config, { migrate: opts.migrate !== false, workers: opts.workers !== false });
+    }),
+  );
+
+  withConfigOptions(
+    program
+      .command("worker")
+      .description("run delivery workers only, with /health and /metrics on --metrics-port")
+      .option("--no-migrate", "do not apply schema migrations at start"),
+    true,
+  ).action(
+    action(async (opts: Record<string, unknown>) => {
+      await worker(configFromOptions(opts), { migrate: opts.migrate !== false });
     }),
   );
 

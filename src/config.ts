@@ -28,6 +28,8 @@ export interface Config {
   endpointConcurrency: number;
   retentionDays: number;
   drainTimeoutMs: number;
+  /** `worker`: the port of its own /health and /metrics. */
+  metricsPort: number;
 }
 
 export const ENV_VARS = [
@@ -48,6 +50,7 @@ export const ENV_VARS = [
   "WEBHOOK_ENDPOINT_CONCURRENCY",
   "WEBHOOK_RETENTION_DAYS",
   "WEBHOOK_DRAIN_TIMEOUT",
+  "METRICS_PORT",
 ] as const;
 
 export type EnvVar = (typeof ENV_VARS)[number];
@@ -166,6 +169,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
     endpointConcurrency: int("WEBHOOK_ENDPOINT_CONCURRENCY", 10, 1, 1000),
     retentionDays: int("WEBHOOK_RETENTION_DAYS", 30, 1, 3650),
     drainTimeoutMs: duration("WEBHOOK_DRAIN_TIMEOUT", "30s", 0, 600_000),
+    metricsPort: int("METRICS_PORT", 9090, 0, 65535),
   };
   return Object.freeze(config);
 }

@@ -23,6 +23,7 @@ const FLAGS: ReadonlyArray<readonly [flag: string, variable: EnvVar, help: strin
   ["--endpoint-concurrency <n>", "WEBHOOK_ENDPOINT_CONCURRENCY", "max in-flight requests per webhook"],
   ["--retention-days <n>", "WEBHOOK_RETENTION_DAYS", "days of delivery history to keep (default 30)"],
   ["--drain-timeout <duration>", "WEBHOOK_DRAIN_TIMEOUT", "graceful shutdown budget (default 30s)"],
+  ["--metrics-port <n>", "METRICS_PORT", "worker: port of its /health and /metrics (default 9090)"],
 ];
 
 const DB_FLAG = [

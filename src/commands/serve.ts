@@ -61,7 +61,7 @@ async function bootstrapAdminKey(store: Store): Promise<void> {
 }
 
 /** Releasers run last-in-first-out, each at most once, errors swallowed so the rest still run. */
-async function runReleasers(releasers: Array<() => Promise<void>>): Promise<void> {
+export async function runReleasers(releasers: Array<() => Promise<void>>): Promise<void> {
   while (releasers.length > 0) {
     const release = releasers.pop()!;
     await release().catch(() => {});

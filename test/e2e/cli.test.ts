@@ -167,3 +167,23 @@ describe.skipIf(serviceMissing("TEST_DATABASE_URL"))("continuum-webhooks migrate
     }
   });
 });
+
+describe("continuum-webhooks worker", () => {
+  it("runs workers on a SQLite file and serves /health and /metrics on --metrics-port", async () => {
+    const metricsPort = await freePort();
+    const served = await startServe(["worker", "--workers", "3", "--metrics-port", String(metricsPort)], {
+      env: { SQLITE_PATH: join(dir, "worker.db") },
+      healthPort: metricsPort,
+    });
+    try {
+      const health = await fetch(`http://127.0.0.1:${metricsPort}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ status: "healthy", running: true, workers: 3 });
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      expect(metrics).toContain("# TYPE webhook_deliveries_total counter");
+      expect(metrics).toMatch(/webhook_queue_depth\{priority="high"\} 0/);
+    } finally {
+      expect(await served.stop()).toBe(0);
+    }
+  });
+});

@@ -75,9 +75,16 @@ export interface Served {
 /** Starts `continuum-webhooks <args>` and resolves once GET /health answers (any status). */
 export async function startServe(
   args: string[],
-  opts: { env?: Record<string, string | undefined>; cwd?: string; readyTimeoutMs?: number } = {},
+  opts: {
+    env?: Record<string, string | undefined>;
+    cwd?: string;
+    readyTimeoutMs?: number;
+    /** Where /health answers, when not PORT (the worker's --metrics-port). */
+    healthPort?: number;
+  } = {},
 ): Promise<Served> {
   const port = await freePort();
+  const healthPort = opts.healthPort ?? port;
   const child = spawn(process.execPath, [BIN, ...args], {
     env: cleanEnv({ PORT: String(port), ...opts.env }),
     cwd: opts.cwd,
@@ -96,7 +103,7 @@ export async function startServe(
   for (;;) {
     if (child.exitCode !== null) throw new Error(`serve exited early (${child.exitCode}): ${err}`);
     try {
-      await fetch(`http://127.0.0.1:${port}/health`);
+      await fetch(`http://127.0.0.1:${healthPort}/health`);
       break;
     } catch {
       if (Date.now() > deadline) {

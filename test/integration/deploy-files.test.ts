@@ -132,18 +132,14 @@ describe("systemd units", () => {
     }
   });
 
-  it("uses only flags the CLI accepts", (ctx) => {
+  it("uses only flags the CLI accepts", () => {
     const help = (verb: string) =>
       spawnSync(process.execPath, [join(ROOT, "bin/continuum-webhooks.js"), verb, "--help"], {
         encoding: "utf8",
       });
     expect(help("serve").stdout).toContain("Usage: continuum-webhooks serve");
     const worker = help("worker");
-    // Commander answers `unknown --help` with the program's help: the verb is not there yet.
-    if (!worker.stdout.includes("Usage: continuum-webhooks worker")) {
-      ctx.skip("the `worker` verb does not exist yet");
-      return;
-    }
+    expect(worker.stdout).toContain("Usage: continuum-webhooks worker");
     expect(worker.stdout).toContain("--workers");
     expect(worker.stdout).toContain("--metrics-port");
   });
