@@ -36,7 +36,7 @@ async function withEngine<T>(
   opts: { webhooksPerUser: number; users: number; workers?: number },
 ): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), "cw-bench-"));
-  const store = openStore({ sqlitePath: join(dir, "bench.db") });
+  const store = openStore({ sqlitePath: join(dir, "bench.db"), backgroundCheckpoint: true });
   await migrate(store);
   const config = loadConfig({
     WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32",
@@ -174,7 +174,7 @@ async function fixedRate(rx: ReceiverProcess): Promise<Figure[]> {
         }
         await new Promise((r) => setTimeout(r, 1));
       }
-      const r = await rx.waitFor(sent * 5, 60_000);
+      const r = await rx.waitFor(sent, 60_000);
       const l = r.latencies.sort((a, b) => a - b);
       return [
         {
@@ -183,7 +183,7 @@ async function fixedRate(rx: ReceiverProcess): Promise<Figure[]> {
           unit: "ms",
           baseline: null,
           ratio: null,
-          note: `${secs}s, 5 webhooks per event`,
+          note: `${secs}s, one webhook per event`,
         },
         {
           name: "emit-to-receipt p99 at 1,000 events/s",
@@ -195,7 +195,7 @@ async function fixedRate(rx: ReceiverProcess): Promise<Figure[]> {
         },
       ];
     },
-    { users: 20, webhooksPerUser: 5 },
+    { users: 20, webhooksPerUser: 1 },
   );
 }
 

@@ -58,6 +58,8 @@ export interface WorkerHealth {
   stats: WorkerStats;
 }
 
+const MAX_WRITE_BATCH = 200;
+
 interface InFlight {
   delivery: ClaimedDelivery;
   claimedAt: number;
@@ -389,7 +391,8 @@ export class DeliveryWorker {
 
   async #flush(): Promise<void> {
     while (this.#pending.length > 0 || this.#pendingBreakers.size > 0 || this.#pendingDisabled.length > 0) {
-      const results = this.#pending;
+      // Bounded, so one write never holds the event loop (and every emit behind it) for long.
+      const results = this.#pending.slice(0, MAX_WRITE_BATCH);
       const batch: OutcomeBatch = {
         leaseOwner: this.#o.owner,
         requireEngineLock: true,
@@ -397,7 +400,7 @@ export class DeliveryWorker {
         breakers: [...this.#pendingBreakers].map(([webhookId, b]) => ({ webhookId, ...b })),
         disabled: this.#pendingDisabled,
       };
-      this.#pending = [];
+      this.#pending = this.#pending.slice(results.length);
       this.#pendingBreakers = new Map();
       this.#pendingDisabled = [];
       try {

@@ -11,7 +11,11 @@ export interface ServeOptions {
 
 export async function serve(config: Readonly<Config>, opts: ServeOptions): Promise<void> {
   const logger = createLogger(config.logLevel);
-  const store = openStore({ databaseUrl: config.databaseUrl, sqlitePath: config.sqlitePath });
+  const store = openStore({
+    databaseUrl: config.databaseUrl,
+    sqlitePath: config.sqlitePath,
+    backgroundCheckpoint: true,
+  });
   const releasers: Array<() => Promise<void>> = [() => store.close()];
   try {
     if (opts.migrate) {

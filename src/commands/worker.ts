@@ -13,7 +13,11 @@ import { onShutdown, runReleasers } from "./serve.js";
 
 export async function worker(config: Readonly<Config>, opts: { migrate: boolean }): Promise<void> {
   const logger = createLogger(config.logLevel);
-  const store = openStore({ databaseUrl: config.databaseUrl, sqlitePath: config.sqlitePath });
+  const store = openStore({
+    databaseUrl: config.databaseUrl,
+    sqlitePath: config.sqlitePath,
+    backgroundCheckpoint: true,
+  });
   const releasers: Array<() => Promise<void>> = [() => store.close()];
   try {
     if (opts.migrate) await migrate(store);

@@ -1,5 +1,7 @@
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
+import { Worker } from "node:worker_threads";
 import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
 import pg from "pg";
@@ -11,6 +13,11 @@ export interface StoreOptions {
   /** A postgres:// URL selects PostgreSQL; otherwise SQLite at `sqlitePath`. */
   databaseUrl?: string | undefined;
   sqlitePath?: string;
+  /**
+   * SQLite: move WAL checkpoints off the event loop, into a thread with its own connection.
+   * For long-running processes (serve, worker); short CLI commands keep SQLite's default.
+   */
+  backgroundCheckpoint?: boolean;
   /** PostgreSQL schema to use (each test gets its own). Defaults to the server's search_path. */
   pgSchema?: string;
   pgPoolSize?: number;
@@ -46,10 +53,43 @@ export function openStore(options: StoreOptions): Store {
   if (options.databaseUrl && isPostgresUrl(options.databaseUrl)) {
     return openPostgres(options.databaseUrl, options);
   }
-  return openSqlite(options.sqlitePath ?? "./data/continuum-webhooks.db");
+  return openSqlite(
+    options.sqlitePath ?? "./data/continuum-webhooks.db",
+    options.backgroundCheckpoint ?? false,
+  );
 }
 
-function openSqlite(path: string): Store {
+/**
+ * With autocheckpoint, the commit that fills the WAL copies it into the database file, stalling
+ * that commit (and the whole event loop) for milliseconds: it was the whole of emit()'s p99.
+ * A thread checkpoints instead, a few times a second, without blocking writers.
+ */
+const CHECKPOINTER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.module);
+const db = new Database(workerData.path);
+db.pragma("busy_timeout = 1000");
+const timer = setInterval(() => {
+  try { db.pragma("wal_checkpoint(PASSIVE)"); } catch {}
+}, workerData.intervalMs);
+parentPort.on("message", () => { clearInterval(timer); db.close(); process.exit(0); });
+`;
+
+function startCheckpointer(sqlite: SQLite.Database, path: string): () => Promise<void> {
+  const module = createRequire(import.meta.url).resolve("better-sqlite3");
+  const worker = new Worker(CHECKPOINTER, { eval: true, workerData: { module, path, intervalMs: 250 } });
+  worker.unref();
+  sqlite.pragma("wal_autocheckpoint = 0");
+  // Should the thread die, SQLite's own checkpointing takes over again.
+  worker.on("error", () => sqlite.pragma("wal_autocheckpoint = 1000"));
+  return async () => {
+    const exited = new Promise((r) => worker.once("exit", r));
+    worker.postMessage("stop");
+    await exited;
+  };
+}
+
+function openSqlite(path: string, backgroundCheckpoint: boolean): Store {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   sqlite.pragma("journal_mode = WAL");
@@ -58,6 +98,8 @@ function openSqlite(path: string): Store {
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   sqlite.pragma("busy_timeout = 5000");
+  const stopCheckpointer =
+    backgroundCheckpoint && path !== ":memory:" ? startCheckpointer(sqlite, path) : null;
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   let closed: Promise<void> | undefined;
   return {
@@ -70,7 +112,10 @@ function openSqlite(path: string): Store {
       await sql`select 1`.execute(db);
     },
     close() {
-      closed ??= db.destroy();
+      closed ??= (async () => {
+        await stopCheckpointer?.();
+        await db.destroy();
+      })();
       return closed;
     },
   };

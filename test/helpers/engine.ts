@@ -29,7 +29,7 @@ export async function startTestEngine(
   const pg = opts.backend === "postgres" ? await createPgSchema() : undefined;
   const store = pg
     ? openStore({ databaseUrl: pg.url, pgPoolSize: 8 })
-    : openStore({ sqlitePath: join(dir, "engine.db") });
+    : openStore({ sqlitePath: join(dir, "engine.db"), backgroundCheckpoint: true });
   await migrate(store);
   const config: EngineConfig = {
     ...loadConfig({
