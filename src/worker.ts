@@ -60,6 +60,15 @@ export interface WorkerHealth {
 
 const MAX_WRITE_BATCH = 200;
 
+function breakerFromRow(row: WebhookDispatchRow, now: number): BreakerSnapshot {
+  if (row.breaker_state === "closed") return { ...CLOSED, failures: row.failure_count };
+  return {
+    state: "open",
+    failures: row.failure_count,
+    openedAt: row.breaker_opened_at ? Date.parse(row.breaker_opened_at) : now,
+  };
+}
+
 interface InFlight {
   delivery: ClaimedDelivery;
   claimedAt: number;
@@ -222,14 +231,7 @@ export class DeliveryWorker {
   #breaker(hook: WebhookDispatchRow): BreakerSnapshot {
     let b = this.#breakers.get(hook.id);
     if (!b) {
-      b =
-        hook.breaker_state === "closed"
-          ? { ...CLOSED, failures: hook.failure_count }
-          : {
-              state: "open",
-              failures: hook.failure_count,
-              openedAt: hook.breaker_opened_at ? Date.parse(hook.breaker_opened_at) : this.#o.clock.now(),
-            };
+      b = breakerFromRow(hook, this.#o.clock.now());
       this.#breakers.set(hook.id, b);
     }
     return b;
@@ -240,8 +242,14 @@ export class DeliveryWorker {
     const cached = this.#hooks.get(id);
     if (cached && now - cached.at < this.#o.webhookCacheMs) return cached.row;
     const row = await this.#o.engineStore.webhookForDispatch(id);
-    if (row) this.#hooks.set(id, { row, at: now });
-    else this.#hooks.delete(id);
+    if (row) {
+      this.#hooks.set(id, { row, at: now });
+      // The stored breaker is the one every process shares; ours only leads it by writes that
+      // have not landed yet.
+      if (!this.#pendingBreakers.has(id)) this.#breakers.set(id, breakerFromRow(row, now));
+    } else {
+      this.#hooks.delete(id);
+    }
     return row;
   }
 
@@ -272,7 +280,7 @@ export class DeliveryWorker {
   async #pumpLoop(): Promise<void> {
     this.#pumpAgain = false;
     let free = this.#o.workers - this.#inflight.size;
-    const plan: Array<{ webhookId: string; max: number; hook: WebhookDispatchRow }> = [];
+    const plan: Array<{ webhookId: string; max: number; limit: number; hook: WebhookDispatchRow }> = [];
     const now = this.#o.clock.now();
     for (const webhookId of [...this.#ready]) {
       if (free <= 0) break;
@@ -283,7 +291,8 @@ export class DeliveryWorker {
       }
       const b = this.#breaker(hook);
       const inflight = this.#inflightByHook.get(webhookId) ?? 0;
-      const room = breakerAllowance(b, this.#o.breaker, now, this.#o.endpointConcurrency) - inflight;
+      const limit = breakerAllowance(b, this.#o.breaker, now, this.#o.endpointConcurrency);
+      const room = limit - inflight;
       this.#ready.delete(webhookId);
       if (room <= 0) {
         // Saturated or open: it comes back when a slot frees or the probe is due.
@@ -294,7 +303,7 @@ export class DeliveryWorker {
       }
       const max = Math.min(room, free);
       free -= max;
-      plan.push({ webhookId, max, hook });
+      plan.push({ webhookId, max, limit, hook });
     }
     if (plan.length === 0 || !this.#running) return;
     const claimed = await this.#o.queue.claim(plan, now, now + this.leaseMs);

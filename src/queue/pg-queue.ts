@@ -6,7 +6,7 @@
  * most one sweep interval.
  */
 import pg from "pg";
-import { canonicalBody, WAKE_CHANNEL } from "../store/pg-engine.js";
+import { canonicalBody, inTransaction, WAKE_CHANNEL } from "../store/pg-engine.js";
 import { PRIORITY_NAMES, type Priority } from "../store/schema.js";
 import { type ClaimedDelivery, type DeliveryQueue, WakeSignal } from "./queue.js";
 
@@ -58,26 +58,47 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
       return res.rows.map((r) => r.id);
     },
     async claim(requests, now, leaseUntil) {
-      const wanted = requests.filter((r) => r.max > 0);
+      const wanted = requests.filter((r) => r.max > 0 && r.limit > 0);
       if (wanted.length === 0) return [];
-      const res = await pool.query<{
-        id: string;
-        webhook_id: string;
-        priority: number;
-        event: string;
-        payload: string;
-        attempts: number;
-      }>(
-        `WITH picked AS (
-           SELECT d.id FROM unnest($3::text[], $4::int[]) AS r(webhook_id, n),
-           LATERAL (SELECT id FROM webhook_deliveries
-                    WHERE webhook_id = r.webhook_id AND ${WAITING} AND next_retry_at <= $5
-                    ORDER BY priority, next_retry_at LIMIT r.n FOR UPDATE SKIP LOCKED) d)
-         UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
-         WHERE id IN (SELECT id FROM picked)
-         RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts`,
-        [iso(leaseUntil), owner, wanted.map((r) => r.webhookId), wanted.map((r) => r.max), iso(now)],
-      );
+      // Per-webhook advisory locks (in a fixed order, so two claimers cannot deadlock) make
+      // "count what is leased, take the difference" atomic across every worker process.
+      wanted.sort((x, y) => (x.webhookId < y.webhookId ? -1 : 1));
+      const res = await inTransaction(pool, async (c) => {
+        await c.query("SELECT pg_advisory_xact_lock(hashtext('cw:' || w)) FROM unnest($1::text[]) AS w", [
+          wanted.map((r) => r.webhookId),
+        ]);
+        return c.query<{
+          id: string;
+          webhook_id: string;
+          priority: number;
+          event: string;
+          payload: string;
+          attempts: number;
+        }>(
+          `WITH req AS (
+             SELECT r.webhook_id, LEAST(r.n, GREATEST(r.lim - (
+               SELECT count(*) FROM webhook_deliveries x
+               WHERE x.webhook_id = r.webhook_id AND x.lease_owner IS NOT NULL AND x.lease_until > $5
+                 AND x.${WAITING}), 0)) AS n
+             FROM unnest($3::text[], $4::int[], $6::int[]) AS r(webhook_id, n, lim)),
+           picked AS (
+             SELECT d.id FROM req,
+             LATERAL (SELECT id FROM webhook_deliveries
+                      WHERE webhook_id = req.webhook_id AND ${WAITING} AND next_retry_at <= $5
+                      ORDER BY priority, next_retry_at LIMIT req.n FOR UPDATE SKIP LOCKED) d)
+           UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
+           WHERE id IN (SELECT id FROM picked)
+           RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts`,
+          [
+            iso(leaseUntil),
+            owner,
+            wanted.map((r) => r.webhookId),
+            wanted.map((r) => r.max),
+            iso(now),
+            wanted.map((r) => r.limit),
+          ],
+        );
+      });
       // RETURNING does not keep the sub-select's order: restore priority, then age.
       res.rows.sort((x, y) => x.priority - y.priority || (x.id < y.id ? -1 : 1));
       return res.rows.map(

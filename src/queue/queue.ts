@@ -24,6 +24,14 @@ export interface ClaimedDelivery extends QueueEntry {
   attempts: number;
 }
 
+export interface ClaimRequest {
+  webhookId: string;
+  /** How many this claimer can start now. */
+  max: number;
+  /** In-flight cap for the webhook across all claimers. */
+  limit: number;
+}
+
 export interface DeliveryQueue {
   readonly kind: string;
   /** The rows are committed: make them claimable from `dueAt` (ms) and wake the workers. */
@@ -32,15 +40,13 @@ export interface DeliveryQueue {
   readyWebhooks(now: number): Promise<string[]>;
   /**
    * For each request, up to `max` due deliveries of that webhook, highest priority first, then
-   * oldest due; all requests in one round trip. Each delivery is hidden from every other claimer
-   * until `leaseUntil`; a claimer that dies simply lets the lease run out, and the delivery is
-   * due again.
+   * oldest due; all requests in one round trip. `limit` caps that webhook's deliveries in flight
+   * across EVERY claimer of the queue (its concurrency limit, or 1 for a circuit breaker's
+   * probe): the queue counts what is leased and hands out only the difference. Each delivery is
+   * hidden from every other claimer until `leaseUntil`; a claimer that dies simply lets the
+   * lease run out, and the delivery is due again.
    */
-  claim(
-    requests: ReadonlyArray<{ webhookId: string; max: number }>,
-    now: number,
-    leaseUntil: number,
-  ): Promise<ClaimedDelivery[]>;
+  claim(requests: readonly ClaimRequest[], now: number, leaseUntil: number): Promise<ClaimedDelivery[]>;
   /** Keep deliveries that are still in flight hidden until `leaseUntil`. */
   extend(ids: readonly string[], leaseUntil: number): Promise<void>;
   /** Give claimed deliveries back, due at `dueAt`, without spending an attempt. */

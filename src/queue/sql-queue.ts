@@ -111,8 +111,11 @@ export function createSqliteQueue(sqlite: SQLite.Database, owner: string): Deliv
       if (wanted.length === 0 || !acquire(now, leaseUntil)) return [];
       const t = iso(now);
       const out: ClaimedDelivery[] = [];
-      for (const { webhookId, max } of wanted) {
+      for (const request of wanted) {
+        const { webhookId } = request;
         let mine = held.get(webhookId);
+        // This process is the only claimer of the file: what it holds is all that is in flight.
+        const max = Math.min(request.max, request.limit - (mine?.size ?? 0));
         let got = 0;
         // One query per priority: each an exact index range, however many retries wait later.
         // Deliveries already in flight are still due in the table: ask for that many more.

@@ -16,7 +16,7 @@ import { backends } from "../helpers/stores.js";
 const T0 = Date.parse("2026-03-01T00:00:00.000Z");
 const iso = (ms: number) => new Date(ms).toISOString();
 const claim1 = (q: DeliveryQueue, webhookId: string, max: number, now: number, leaseUntil: number) =>
-  q.claim([{ webhookId, max }], now, leaseUntil);
+  q.claim([{ webhookId, max, limit: 1000 }], now, leaseUntil);
 
 function queues(store: Store, owner: string): { queue: DeliveryQueue; engine: EngineStore } {
   const raw = store.raw;
@@ -103,14 +103,54 @@ for (const backend of backends) {
       await emit("v", 5, T0);
       const got = await a.queue.claim(
         [
-          { webhookId: hookA, max: 2 },
-          { webhookId: hookB, max: 4 },
+          { webhookId: hookA, max: 2, limit: 10 },
+          { webhookId: hookB, max: 4, limit: 10 },
         ],
         T0,
         T0 + 60_000,
       );
       expect(got.filter((d) => d.webhookId === hookA)).toHaveLength(2);
       expect(got.filter((d) => d.webhookId === hookB)).toHaveLength(4);
+    });
+
+    it("never lets a webhook have more than its limit in flight, whoever claims", async () => {
+      await emit("u", 30, T0);
+      const first = await a.queue.claim([{ webhookId: hookA, max: 8, limit: 10 }], T0, T0 + 60_000);
+      expect(first).toHaveLength(8);
+      const more = await a.queue.claim([{ webhookId: hookA, max: 8, limit: 10 }], T0, T0 + 60_000);
+      expect(more).toHaveLength(2);
+      expect(await a.queue.claim([{ webhookId: hookA, max: 8, limit: 10 }], T0, T0 + 60_000)).toHaveLength(0);
+      expect(
+        await b.queue.claim([{ webhookId: hookA, max: 8, limit: 10 }], T0 + 1, T0 + 60_000),
+      ).toHaveLength(0);
+      // Settling frees room: a probe-sized limit of 1 then admits exactly one more.
+      await a.queue.settle(first.map((d) => ({ entry: d, nextDueAt: null })));
+      await a.engine.recordOutcomes({
+        leaseOwner: "worker-a",
+        requireEngineLock: true,
+        outcomes: first.map((d) => ({
+          deliveryId: d.id,
+          webhookId: hookA,
+          event: d.event,
+          priority: 1,
+          attempt: 1,
+          attemptedAt: iso(T0 + 5),
+          status: "success" as const,
+          nextRetryAt: null,
+          responseCode: 200,
+          responseBody: null,
+          durationMs: 1,
+          completedAt: iso(T0 + 5),
+          errorType: null,
+          errorMessage: null,
+          attempted: true,
+        })),
+        breakers: [],
+        disabled: [],
+      });
+      expect(
+        await a.queue.claim([{ webhookId: hookA, max: 8, limit: 3 }], T0 + 10, T0 + 60_000),
+      ).toHaveLength(1);
     });
 
     it("hides claimed deliveries until the lease runs out, then hands them out again", async () => {

@@ -167,6 +167,8 @@ const postgres = [
   `CREATE INDEX idx_deliveries_next_retry ON webhook_deliveries (webhook_id, priority, next_retry_at)
     WHERE status IN ('pending', 'failed') AND next_retry_at IS NOT NULL`,
   `CREATE INDEX idx_deliveries_created_at ON webhook_deliveries (created_at)`,
+  // What is in flight, per webhook: the per-webhook concurrency limit counts it on every claim.
+  `CREATE INDEX idx_deliveries_leased ON webhook_deliveries (webhook_id) WHERE lease_owner IS NOT NULL`,
   `CREATE TABLE webhook_delivery_attempts (
     delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
     attempt INTEGER NOT NULL,
