@@ -6,6 +6,7 @@ import { Command, CommanderError } from "commander";
 import { apiKeyCreate, apiKeyList, apiKeyRevoke } from "./commands/api-key.js";
 import { UsageError } from "./commands/errors.js";
 import { configFromOptions, withConfigOptions } from "./commands/options.js";
+import { parseReceiverOptions, startReceiver } from "./commands/receiver.js";
 import { serve } from "./commands/serve.js";
 import { worker } from "./commands/worker.js";
 import { ConfigError } from "./config.js";
@@ -91,6 +92,32 @@ export function buildProgram(): Command {
       }
     }),
   );
+
+  program
+    .command("receiver")
+    .description("a local endpoint that verifies and prints each delivery (for trying the service out)")
+    .option("--port <n>", "port to listen on", "3000")
+    .option("--host <host>", "address to listen on", "127.0.0.1")
+    .option("--secret <whsec>", "the webhook's secret; comma-separate two during a rotation")
+    .option("--path <path>", "the path deliveries are POSTed to", "/")
+    .option(
+      "--fail-rate <fraction>",
+      "answer this share of deliveries with --fail-status, to rehearse retries",
+      "0",
+    )
+    .option("--fail-status <code>", "the status --fail-rate answers with", "500")
+    .action(
+      action(async (opts: Record<string, unknown>) => {
+        const options = parseReceiverOptions(opts);
+        const r = await startReceiver(options);
+        process.stderr.write(
+          `receiving on http://${options.host}:${r.port}${options.path} (Ctrl-C to stop)\n`,
+        );
+        const stop = () => void r.close().then(() => process.exit(0));
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      }),
+    );
 
   const apiKey = program.command("api-key").description("create, list and revoke API keys");
   withConfigOptions(
