@@ -1,0 +1,173 @@
+/**
+ * Webhook management as a library user (and the API) sees it: test sends, manual retries,
+ * statistics, per-webhook retry schedules and the retention purge.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/clock.js";
+import { ManagerError } from "../../src/manager.js";
+import { purgeExpired, webhookStats } from "../../src/stats.js";
+import { verifyWebhook } from "../../src/verify.js";
+import { startTestEngine, type TestEngine } from "../helpers/engine.js";
+import { type Receiver, startReceiver } from "../helpers/receiver.js";
+
+const open: Array<{ cleanup(): Promise<void> } | Receiver> = [];
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await ("cleanup" in o ? o.cleanup() : o.close());
+});
+async function setup(opts: Parameters<typeof startTestEngine>[0] = {}): Promise<TestEngine> {
+  const t = await startTestEngine(opts);
+  open.push(t);
+  return t;
+}
+async function receiver(reply?: Parameters<typeof startReceiver>[0]): Promise<Receiver> {
+  const r = await startReceiver(reply);
+  open.push(r);
+  return r;
+}
+
+describe("webhook manager", () => {
+  it("sends a signed webhook.test at once and reports and records the outcome", async () => {
+    const rx = await receiver();
+    const t = await setup();
+    const { webhook, secret } = await t.engine.manager.create("alice", {
+      url: `${rx.url}/h`,
+      events: ["sync.failed"],
+    });
+    const ok = await t.engine.manager.test("alice", webhook.id);
+    expect(ok).toMatchObject({ success: true, status_code: 200, error: null });
+    const event = verifyWebhook<{ event: string; data: { message: string } }>({
+      body: rx.requests[0]!.body,
+      headers: rx.requests[0]!.headers,
+      secret,
+    });
+    expect(event).toMatchObject({ event: "webhook.test", data: { message: "This is a test delivery" } });
+    rx.setReply({ status: 503, body: "down" });
+    const bad = await t.engine.manager.test("alice", webhook.id);
+    expect(bad).toMatchObject({ success: false, status_code: 503 });
+    expect(bad.error).toContain("503");
+    // Recorded like any delivery, never retried.
+    const detail = await t.engine.manager.delivery("alice", webhook.id, bad.delivery_id);
+    expect(detail).toMatchObject({
+      event: "webhook.test",
+      status: "failed",
+      attempts: 1,
+      next_retry_at: null,
+    });
+    expect(detail.attempt_history).toHaveLength(1);
+    await expect(t.engine.manager.test("bob", webhook.id)).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("queues a finished delivery again on request, and refuses while it is pending", async () => {
+    const rx = await receiver({ reply: { status: 500 } });
+    const clock = new ManualClock();
+    const t = await setup({ clock, config: { retrySchedule: [] } });
+    const { webhook } = await t.engine.manager.create("alice", { url: `${rx.url}/h`, events: ["*"] });
+    await t.engine.emitter.emit("memory.created", { userId: "alice", data: {} });
+    await rx.waitForRequests(1);
+    await t.engine.worker!.idle();
+    const [dead] = (await t.engine.manager.deliveries("alice", webhook.id, { status: "dead_letter" })).data;
+    expect(dead).toBeDefined();
+    rx.setReply({ status: 200 });
+    const queued = await t.engine.manager.retry("alice", webhook.id, dead!.id);
+    expect(queued.status).toBe("pending");
+    await expect(t.engine.manager.retry("alice", webhook.id, dead!.id)).rejects.toMatchObject({
+      code: "conflict",
+    });
+    await rx.waitForRequests(2);
+    await t.engine.worker!.idle();
+    const after = await t.engine.manager.delivery("alice", webhook.id, dead!.id);
+    expect(after).toMatchObject({ status: "success", attempts: 2 });
+    // The same delivery id both times: receivers de-duplicate on it.
+    expect(rx.requests.map((r) => r.headers["webhook-id"])).toEqual([dead!.id, dead!.id]);
+    await expect(t.engine.manager.retry("bob", webhook.id, dead!.id)).rejects.toBeInstanceOf(ManagerError);
+  });
+
+  it("follows a webhook's own retry schedule", async () => {
+    const rx = await receiver({ reply: { status: 500 } });
+    const clock = new ManualClock();
+    const t = await setup({ clock });
+    const { webhook } = await t.engine.manager.create("alice", {
+      url: `${rx.url}/h`,
+      events: ["*"],
+      retry_schedule: ["2s"],
+    });
+    expect(webhook.retry_schedule).toEqual(["2s"]);
+    await t.engine.emitter.emit("memory.created", { userId: "alice", data: {} });
+    await rx.waitForRequests(1);
+    await t.engine.worker!.idle();
+    await clock.advance(1999);
+    await t.engine.worker!.idle();
+    expect(rx.requests).toHaveLength(1);
+    await clock.advance(1);
+    await rx.waitForRequests(2);
+    await t.engine.worker!.idle();
+    const [d] = (await t.engine.manager.deliveries("alice", webhook.id, {})).data;
+    expect(d).toMatchObject({ status: "dead_letter", attempts: 2 });
+  });
+
+  it("computes statistics by status with success rate and duration percentiles", async () => {
+    const rx = await receiver();
+    rx.enqueue({ status: 500 }, { status: 500 });
+    const t = await setup({ config: { retrySchedule: [] } });
+    const { webhook } = await t.engine.manager.create("alice", { url: `${rx.url}/h`, events: ["*"] });
+    await t.engine.emitter.emitBatch(
+      Array.from({ length: 10 }, () => ({ event: "memory.created", userId: "alice", data: {} })),
+    );
+    await rx.waitForRequests(10);
+    await t.engine.worker!.idle();
+    const stats = await webhookStats(t.store, webhook.id, Date.now());
+    for (const w of [stats.all_time, stats.last_24h, stats.last_7d]) {
+      expect(w.by_status).toEqual({ pending: 0, success: 8, failed: 0, dead_letter: 2 });
+      expect(w.success_rate).toBeCloseTo(0.8);
+      expect(w.duration_ms.p50).not.toBeNull();
+      expect(w.duration_ms.p95!).toBeGreaterThanOrEqual(w.duration_ms.p50!);
+    }
+  });
+
+  it("purges finished history past retention in batches, never pending work", async () => {
+    const rx = await receiver();
+    const t = await setup({ workers: false });
+    const { webhook } = await t.engine.manager.create("alice", { url: `${rx.url}/h`, events: ["*"] });
+    await t.engine.emitter.emitBatch(
+      Array.from({ length: 25 }, () => ({ event: "memory.created", userId: "alice", data: {} })),
+    );
+    const old = "2020-01-01T00:00:00.000Z";
+    const ids = (await t.engine.manager.deliveries("alice", webhook.id, { limit: 100 })).data.map(
+      (d) => d.id,
+    );
+    await t.store.db.updateTable("webhook_deliveries").set({ created_at: old }).execute();
+    await t.store.db.updateTable("webhook_events").set({ created_at: old }).execute();
+    await t.store.db
+      .updateTable("webhook_deliveries")
+      .set({ status: "success", next_retry_at: null })
+      .where("id", "in", ids.slice(0, 20))
+      .execute();
+    const purged = await purgeExpired(t.store, { now: Date.now(), retentionDays: 30, batch: 7 });
+    expect(purged).toEqual({ deliveries: 20, events: 25 });
+    const left = (await t.engine.manager.deliveries("alice", webhook.id, { limit: 100 })).data;
+    expect(left.map((d) => d.status)).toEqual(["pending", "pending", "pending", "pending", "pending"]);
+  });
+
+  it("refuses bad webhook input with the field at fault and writes nothing", async () => {
+    const t = await setup();
+    const bad: Array<[Record<string, unknown>, string, string]> = [
+      [{ url: "http://10.0.0.1/", events: ["*"] }, "invalid_url", "url"],
+      [{ url: "http://[::1]:8080/", events: ["*"] }, "invalid_url", "url"],
+      [{ url: "http://169.254.169.254/latest", events: ["*"] }, "invalid_url", "url"],
+      [{ url: "ftp://example.com/", events: ["*"] }, "invalid_url", "url"],
+      [{ url: "http://127.0.0.1:8080/", events: [] }, "invalid_field", "events"],
+      [{ url: "http://127.0.0.1:8080/", events: ["memory.exploded"] }, "invalid_field", "events"],
+      [{ url: "http://127.0.0.1:8080/", events: ["*"], name: "x".repeat(101) }, "invalid_field", "name"],
+      [{ url: "http://127.0.0.1:8080/", events: ["*"], metadata: [] }, "invalid_field", "metadata"],
+      [
+        { url: "http://127.0.0.1:8080/", events: ["*"], retry_schedule: ["soon"] },
+        "invalid_field",
+        "retry_schedule",
+      ],
+    ];
+    for (const [input, code, field] of bad) {
+      await expect(t.engine.manager.create("alice", input as never)).rejects.toMatchObject({ code, field });
+    }
+    expect((await t.engine.manager.list("alice", {})).data).toEqual([]);
+  });
+});
