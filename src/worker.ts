@@ -370,6 +370,7 @@ export class DeliveryWorker {
           openedAt: after.openedAt === null ? null : new Date(after.openedAt).toISOString(),
         });
         this.#o.events.emit("breaker", { webhookId: hook.id, from, to: after.state });
+        this.#o.logger.info({ webhook_id: hook.id, from, to: after.state }, "circuit breaker changed state");
         if (after.state === "open") this.#wakeAt(now + this.#o.breaker.cooldownMs);
       }
     }
@@ -460,8 +461,23 @@ export class DeliveryWorker {
         durationMs: o.durationMs,
         errorType: o.errorType,
       });
-      if (r.gone)
+      const fields = {
+        webhook_id: o.webhookId,
+        delivery_id: o.deliveryId,
+        event: o.event,
+        attempt: o.attempt,
+        status: o.status,
+        response_code: o.responseCode,
+        duration_ms: o.durationMs,
+        error_type: o.errorType,
+      };
+      if (o.status === "dead_letter")
+        this.#o.logger.warn(fields, "delivery dead-lettered: every attempt failed");
+      else this.#o.logger.debug(fields, "delivery attempt");
+      if (r.gone) {
+        this.#o.logger.warn({ webhook_id: o.webhookId }, "webhook disabled: its endpoint answered 410 Gone");
         this.#o.events.emit("disabled", { webhookId: o.webhookId, reason: "endpoint answered 410 Gone" });
+      }
     }
     this.#o.queue.settle(settle).catch((err: unknown) => this.#noteError("settle failed", err));
   }
