@@ -79,8 +79,6 @@ export class DeliveryWorker {
   #running = false;
   #stopping: Promise<void> | undefined;
   readonly #ready = new Set<string>();
-  /** Webhooks whose last claim was cut short by a limit: they may have more due work. */
-  readonly #more = new Set<string>();
   readonly #inflightByHook = new Map<string, number>();
   readonly #inflight = new Map<string, InFlight>();
   readonly #breakers = new Map<string, BreakerSnapshot>();
@@ -189,7 +187,6 @@ export class DeliveryWorker {
       .then((ids) => {
         for (const id of ids) {
           this.#ready.add(id);
-          this.#more.add(id);
         }
         this.#extendLeases(now);
         this.#lastError = null;
@@ -296,7 +293,6 @@ export class DeliveryWorker {
       this.#ready.delete(webhookId);
       if (room <= 0) {
         // Saturated or open: it comes back when a slot frees or the probe is due.
-        this.#more.add(webhookId);
         const probe = probeAt(b, this.#o.breaker);
         if (probe !== null && inflight === 0) this.#wakeAt(probe);
         continue;
@@ -315,12 +311,8 @@ export class DeliveryWorker {
     }
     for (const { webhookId, max, hook } of plan) {
       const got = byHook.get(webhookId) ?? [];
-      if (got.length === max) {
-        this.#more.add(webhookId);
-        this.#ready.add(webhookId); // to the back of the line: round-robin between webhooks
-      } else {
-        this.#more.delete(webhookId);
-      }
+      // Got all it asked for: there may be more, so back into line (round-robin between webhooks).
+      if (got.length === max) this.#ready.add(webhookId);
       for (const c of got) this.#start(c, hook, now);
     }
     if (claimed.length > 0) this.#o.events.emit("dequeued", { count: claimed.length });
@@ -347,11 +339,7 @@ export class DeliveryWorker {
   }
 
   #release(c: ClaimedDelivery): void {
-    this.#inflight.delete(c.id);
-    const n = (this.#inflightByHook.get(c.webhookId) ?? 1) - 1;
-    if (n <= 0) this.#inflightByHook.delete(c.webhookId);
-    else this.#inflightByHook.set(c.webhookId, n);
-    if (this.#more.has(c.webhookId)) this.#ready.add(c.webhookId);
+    this.#freeSlot(c.id, c.webhookId);
     this.#pump();
     this.#checkIdle();
   }
@@ -383,14 +371,18 @@ export class DeliveryWorker {
       // Until that write lands, remember it here: the webhook's other deliveries must not be sent.
       this.#hooks.set(hook.id, { row: { ...hook, active: 0 }, at: now });
     }
+    // The slot stays taken until the outcome is written: until then the queue still counts the
+    // delivery against the webhook's limit, and a slot freed earlier would claim nothing.
     this.#pending.push(r);
-    this.#inflight.delete(c.id);
-    const n = (this.#inflightByHook.get(c.webhookId) ?? 1) - 1;
-    if (n <= 0) this.#inflightByHook.delete(c.webhookId);
-    else this.#inflightByHook.set(c.webhookId, n);
-    if (this.#more.has(c.webhookId)) this.#ready.add(c.webhookId);
     if (!this.#flushing) this.#flushing = this.#flushSoon();
-    this.#pump();
+  }
+
+  #freeSlot(deliveryId: string, webhookId: string): void {
+    if (!this.#inflight.delete(deliveryId)) return;
+    const n = (this.#inflightByHook.get(webhookId) ?? 1) - 1;
+    if (n <= 0) this.#inflightByHook.delete(webhookId);
+    else this.#inflightByHook.set(webhookId, n);
+    this.#ready.add(webhookId);
   }
 
   /** Group commit: the write starts on the next turn, taking every result that arrived by then. */
@@ -479,7 +471,14 @@ export class DeliveryWorker {
         this.#o.events.emit("disabled", { webhookId: o.webhookId, reason: "endpoint answered 410 Gone" });
       }
     }
-    this.#o.queue.settle(settle).catch((err: unknown) => this.#noteError("settle failed", err));
+    this.#o.queue
+      .settle(settle)
+      .catch((err: unknown) => this.#noteError("settle failed", err))
+      .finally(() => {
+        for (const r of results) this.#freeSlot(r.outcome.deliveryId, r.outcome.webhookId);
+        this.#pump();
+        this.#checkIdle();
+      });
   }
 
   #checkIdle(): void {

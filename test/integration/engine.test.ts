@@ -9,6 +9,7 @@ import { listAttempts } from "../../src/store/index.js";
 import { verifyWebhook } from "../../src/verify.js";
 import { startTestEngine, type TestEngine } from "../helpers/engine.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
+import { postgresBackend } from "../helpers/stores.js";
 
 const open: Array<{ cleanup(): Promise<void> } | Receiver> = [];
 afterEach(async () => {
@@ -325,4 +326,46 @@ describe("delivery engine (embedded)", () => {
     expect(byStatus.success).toBeGreaterThanOrEqual(5);
     expect(rx.requests.length).toBe(byStatus.success);
   });
+});
+
+describe.skipIf(postgresBackend.skip)("delivery engine on PostgreSQL (Postgres-only queue)", () => {
+  it("delivers every event once to every subscriber, signed, and honours idempotency keys", async () => {
+    const rx = await receiver();
+    const t = await setup({ backend: "postgres", config: { workers: 20 } });
+    const secrets = new Map<string, string>();
+    for (const path of ["/a", "/b", "/c"]) {
+      const { secret } = await hook(t, "alice", rx, path);
+      secrets.set(path, secret);
+    }
+    await hook(t, "bob", rx, "/bob", ["sync.failed"]);
+    const first = await t.engine.emitter.emitBatch([
+      { event: "memory.created", userId: "alice", data: { n: -1 }, idempotencyKey: "k" },
+      { event: "memory.created", userId: "alice", data: { n: -2 }, idempotencyKey: "k" },
+    ]);
+    expect(first[1]).toEqual({ id: first[0]!.id, deliveries: 3, duplicate: true });
+    for (let i = 0; i < 1000; i += 250) {
+      await t.engine.emitter.emitBatch(
+        Array.from({ length: 250 }, (_, j) => ({
+          event: "memory.created",
+          userId: "alice",
+          data: { n: i + j, s: "ü😀" },
+        })),
+      );
+    }
+    expect((await t.engine.emitter.emit("memory.created", { userId: "bob", data: {} })).deliveries).toBe(0);
+    await rx.waitForRequests(3003, 60_000);
+    await t.engine.worker!.idle();
+    const ids = new Set(rx.requests.map((r) => String(r.headers["webhook-id"])));
+    expect(ids.size).toBe(3003);
+    for (const req of rx.requests) {
+      verifyWebhook({ body: req.body, headers: req.headers, secret: secrets.get(req.path)! });
+    }
+    expect(rx.maxInFlight).toBeLessThanOrEqual(30);
+    const statuses = await t.store.db
+      .selectFrom("webhook_deliveries")
+      .select(["status", (eb) => eb.fn.countAll<number>().as("n")])
+      .groupBy("status")
+      .execute();
+    expect(statuses.map((s) => [s.status, Number(s.n)])).toEqual([["success", 3003]]);
+  }, 90_000);
 });
