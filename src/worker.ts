@@ -328,7 +328,7 @@ export class DeliveryWorker {
       clock: this.#o.clock,
       schedule: retrySchedule(hook, this.#o.retrySchedule),
     }).then(
-      (r) => this.#finished(c, hook, r),
+      (r) => this.#finished(hook, r),
       (err: unknown) => {
         // Only a bug gets here (the client never throws): give the delivery back for later.
         this.#noteError("attempt crashed", err);
@@ -344,7 +344,7 @@ export class DeliveryWorker {
     this.#checkIdle();
   }
 
-  #finished(c: ClaimedDelivery, hook: WebhookDispatchRow, r: AttemptResult): void {
+  #finished(hook: WebhookDispatchRow, r: AttemptResult): void {
     const now = this.#o.clock.now();
     if (r.attempted) {
       const before = this.#breaker(hook);

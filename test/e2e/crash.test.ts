@@ -37,7 +37,11 @@ describe("crash safety (embedded)", () => {
       const emitted = new Set<string>();
       for (let i = 0; i < 2500; i += 250) {
         const results = await producer.emitter.emitBatch(
-          Array.from({ length: 250 }, (_, j) => ({ event: "memory.created", userId: "alice", data: { n: i + j } })),
+          Array.from({ length: 250 }, (_, j) => ({
+            event: "memory.created",
+            userId: "alice",
+            data: { n: i + j },
+          })),
         );
         for (const r of results) emitted.add(r.id);
       }
