@@ -1,70 +1,196 @@
+/**
+ * The HTTP API: `/api/v1` (authenticated, rate-limited), `/health`, `/metrics`, `/openapi.json`
+ * and `/docs`. Every error, from any layer, leaves as `application/problem+json` (errors.ts).
+ */
+import { createRequire } from "node:module";
+import rateLimit from "@fastify/rate-limit";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Config } from "../config.js";
 import type { Engine } from "../engine.js";
 import type { Logger } from "../logger.js";
+import { createMetrics } from "../metrics.js";
 import type { Store } from "../store/index.js";
+import { ApiKeyAuthenticator, type AuthOptions } from "./auth.js";
+import {
+  clientErrorHandler,
+  errorHandler,
+  ProblemError,
+  type RegisteredRoute,
+  RouteTable,
+  sendProblem,
+  toProblem,
+} from "./errors.js";
+import { checkHealth } from "./health.js";
+import { registerOpenApi } from "./openapi.js";
+import { deliveryRoutes } from "./routes/deliveries.js";
+import { eventRoutes } from "./routes/events.js";
+import { webhookRoutes } from "./routes/webhooks.js";
+import { HealthResponse, namedSchemas, ref } from "./schemas.js";
+import { validatorCompiler } from "./validation.js";
+
+export { checkHealth, type HealthReport } from "./health.js";
+
+export interface RateLimitOptions {
+  /** Requests per key per window. Default 600. */
+  max: number;
+  /** Default 60 000 ms. */
+  timeWindowMs: number;
+}
 
 export interface ServerDeps {
   store: Store;
   logger: Logger;
   engine: Engine;
   config: Readonly<Config>;
+  /** Per API key; `false` turns it off (benchmarks). */
+  rateLimit?: RateLimitOptions | false;
+  auth?: AuthOptions;
 }
 
-export interface HealthReport {
-  status: "healthy" | "degraded" | "unhealthy";
-  running: boolean;
-  database: { ok: boolean; dialect: string; latency_ms: number; error?: string };
+export const BODY_LIMIT = 1024 * 1024;
+
+const routeTables = new WeakMap<FastifyInstance, RouteTable>();
+
+/** Every route a server built here serves (after `ready()`), for tools and the OpenAPI tests. */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return routeTables.get(app)?.list() ?? [];
 }
 
-export async function checkHealth(store: Store): Promise<HealthReport> {
-  const started = performance.now();
-  try {
-    await withTimeout(store.ping(), 2000);
-    return {
-      status: "healthy",
-      running: true,
-      database: { ok: true, dialect: store.dialect, latency_ms: Math.round(performance.now() - started) },
-    };
-  } catch (err) {
-    return {
-      status: "unhealthy",
-      running: true,
-      database: {
-        ok: false,
-        dialect: store.dialect,
-        latency_ms: Math.round(performance.now() - started),
-        error: err instanceof Error ? err.message : "unreachable",
-      },
-    };
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
+const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 1024 * 1024,
+    bodyLimit: BODY_LIMIT,
+    // Fastify's own 503-while-closing answer is not problem+json; the onRequest hook below is.
+    return503OnClosing: false,
+    clientErrorHandler,
+    // Router-level failures (a malformed percent-encoding in the path) become problems too.
+    frameworkErrors: (error, _request, reply) => {
+      sendProblem(reply, toProblem(error));
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  for (const s of namedSchemas()) app.addSchema(s);
+  app.setValidatorCompiler(validatorCompiler(namedSchemas()));
+  app.setErrorHandler(errorHandler);
+  const routes = new RouteTable();
+  app.addHook("onRoute", (r) =>
+    routes.add(r.url, r.method, Boolean((r.schema as { hide?: unknown } | undefined)?.hide)),
+  );
+  routeTables.set(app, routes);
+  app.setNotFoundHandler(routes.notFoundHandler);
+
+  // Only JSON bodies: a text/plain POST is refused with 415 rather than validated as a string.
+  app.removeContentTypeParser("text/plain");
+  // An empty body with a JSON content type (common from clients of the body-less POST routes)
+  // is no body, not a parse error; a route that needs a body still refuses it by its schema.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "") done(null, undefined);
+    else parseJson(request, body as string, done);
   });
-  app.get("/health", async (_req, reply) => {
-    const report = await checkHealth(deps.store);
-    return reply.code(report.status === "unhealthy" ? 503 : 200).send(report);
+
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
   });
+  app.addHook("onRequest", async (_request, reply) => {
+    if (closing) {
+      reply.header("connection", "close");
+      throw new ProblemError(
+        "unavailable",
+        "the server is shutting down; retry on another instance",
+        undefined,
+        {
+          "retry-after": "1",
+        },
+      );
+    }
+  });
+
+  const metrics = createMetrics({
+    events: deps.engine.events,
+    queueDepth: () => deps.engine.queue.depth(),
+    ...(deps.engine.worker ? { breakerStates: async () => deps.engine.worker?.breakerStates() ?? [] } : {}),
+    onCollectError: (source, err) =>
+      deps.logger.warn(
+        { source, err: err instanceof Error ? err.message : String(err) },
+        "metrics collection failed",
+      ),
+  });
+  app.addHook("onClose", async () => metrics.close());
+
+  // Before any route: the document is built from the routes registered after it.
+  registerOpenApi(app, VERSION);
+
+  app.register(async (ops) => {
+    ops.get(
+      "/health",
+      {
+        schema: {
+          summary: "Service health",
+          description: "503 when the database is unreachable; `degraded` lists its `reasons`. No key needed.",
+          tags: ["operations"],
+          security: [],
+          response: { 200: ref(HealthResponse), 503: ref(HealthResponse) },
+        },
+      },
+      async (_request, reply) => {
+        const report = await checkHealth({ store: deps.store, engine: deps.engine, log: deps.logger });
+        return reply.code(report.status === "unhealthy" ? 503 : 200).send(report);
+      },
+    );
+    ops.get(
+      "/metrics",
+      {
+        schema: {
+          summary: "Prometheus metrics",
+          tags: ["operations"],
+          security: [],
+          produces: ["text/plain"],
+          response: {
+            200: {
+              description: "Prometheus text exposition format",
+              content: { "text/plain": { schema: { type: "string" } } },
+            },
+          },
+        },
+      },
+      async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()),
+    );
+  });
+
+  const authenticator = new ApiKeyAuthenticator(deps.store, deps.logger, deps.auth);
+  app.decorateRequest("auth", null);
+  app.register(
+    async (api) => {
+      api.addHook("onRequest", authenticator.hook);
+      if (deps.rateLimit !== false) {
+        const limit = deps.rateLimit ?? { max: 600, timeWindowMs: 60_000 };
+        await api.register(rateLimit, {
+          global: true,
+          max: limit.max,
+          timeWindow: limit.timeWindowMs,
+          // Runs after authentication (route hooks follow the scope's), so the bucket is the key.
+          keyGenerator: (request) => request.auth?.keyId ?? request.ip,
+          errorResponseBuilder: (_request, context) =>
+            new ProblemError(
+              "rate_limited",
+              `at most ${context.max} requests per ${context.after}; retry later`,
+            ),
+        });
+      }
+      const routeDeps = { engine: deps.engine, store: deps.store };
+      await api.register(webhookRoutes, routeDeps);
+      await api.register(deliveryRoutes, routeDeps);
+      await api.register(eventRoutes, routeDeps);
+    },
+    { prefix: "/api/v1" },
+  );
+
   return app;
 }

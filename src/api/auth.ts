@@ -1,0 +1,149 @@
+/**
+ * API key authentication and tenant scoping.
+ *
+ * Keys are looked up by their SHA-256 (the only form stored) and the answer is cached for
+ * `cacheTtlMs` (5 s by default), so authentication is not a database read per request. The price:
+ * a revoked key keeps working for up to that long in each API process. Unknown keys are cached
+ * too (so a flood of bad keys cannot turn into a flood of queries), in a bounded map.
+ *
+ * Scoping rules (SPEC §6):
+ * - a user key acts for its own user only; another user's webhook or delivery answers 404, exactly
+ *   as if it did not exist, so ids leak nothing;
+ * - naming another user in a `user_id` field or parameter with a user key is refused with 403: it is
+ *   the client's own claim that is wrong, not a resource that might or might not exist;
+ * - an admin key acts for any user: `user_id` names the user; without one it acts as its own user
+ *   when creating or emitting, and for everyone when listing or addressing a webhook by id.
+ */
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { type ApiKeyRecord, findApiKey, hashApiKey, touchApiKey } from "../store/api-keys.js";
+import type { Store } from "../store/index.js";
+import { ProblemError } from "./errors.js";
+
+export interface AuthContext {
+  keyId: string;
+  userId: string;
+  role: "user" | "admin";
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Set by the API's authentication hook; null outside `/api/v1`. */
+    auth: AuthContext | null;
+  }
+}
+
+export interface AuthOptions {
+  /** How long a key lookup is trusted. Default 5000 ms. */
+  cacheTtlMs?: number;
+  /** How often at most `last_used_at` is written per key. Default 60 000 ms. */
+  touchIntervalMs?: number;
+  /** Entries kept at most (oldest dropped first). Default 10 000. */
+  cacheSize?: number;
+  now?: () => number;
+}
+
+const BEARER = /^Bearer +([A-Za-z0-9._~+/=-]{1,512}) *$/i;
+const REALM = 'Bearer realm="continuum-webhooks"';
+
+interface CacheEntry {
+  record: ApiKeyRecord | null;
+  expiresAt: number;
+}
+
+export class ApiKeyAuthenticator {
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #touched = new Map<string, number>();
+  readonly #ttl: number;
+  readonly #touchEvery: number;
+  readonly #size: number;
+  readonly #now: () => number;
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: { warn(o: object, m: string): void },
+    options: AuthOptions = {},
+  ) {
+    this.#ttl = options.cacheTtlMs ?? 5000;
+    this.#touchEvery = options.touchIntervalMs ?? 60_000;
+    this.#size = options.cacheSize ?? 10_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** The key's record, or null when it is unknown or revoked. */
+  async lookup(key: string): Promise<ApiKeyRecord | null> {
+    const now = this.#now();
+    const hash = hashApiKey(key);
+    const hit = this.#cache.get(hash);
+    if (hit && hit.expiresAt > now) return hit.record;
+    const record = await findApiKey(this.store, key);
+    this.#cache.delete(hash);
+    if (this.#cache.size >= this.#size) {
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(hash, { record, expiresAt: now + this.#ttl });
+    return record;
+  }
+
+  #touch(id: string, now: number): void {
+    const last = this.#touched.get(id);
+    if (last !== undefined && now - last < this.#touchEvery) return;
+    this.#touched.set(id, now);
+    touchApiKey(this.store, id, new Date(now).toISOString()).catch((err: unknown) =>
+      this.log.warn(
+        { err: err instanceof Error ? err.message : String(err), key_id: id },
+        "could not record key use",
+      ),
+    );
+  }
+
+  /** The onRequest hook for every `/api/v1` route. */
+  hook = async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const header = request.headers.authorization;
+    if (header === undefined) {
+      throw new ProblemError("unauthorized", "send an API key as `Authorization: Bearer <key>`", undefined, {
+        "www-authenticate": REALM,
+      });
+    }
+    const m = BEARER.exec(header);
+    const record = m ? await this.lookup(m[1]!) : null;
+    if (!record) {
+      throw new ProblemError("unauthorized", "the API key is not valid or has been revoked", undefined, {
+        "www-authenticate": `${REALM}, error="invalid_token"`,
+      });
+    }
+    // A key used at least once a minute is looked up from cache, but its last use is still
+    // recorded every minute.
+    this.#touch(record.id, this.#now());
+    request.auth = { keyId: record.id, userId: record.userId, role: record.role };
+  };
+}
+
+export function requireAuth(request: FastifyRequest): AuthContext {
+  if (!request.auth)
+    throw new ProblemError("unauthorized", "send an API key as `Authorization: Bearer <key>`");
+  return request.auth;
+}
+
+/** Whose webhooks a request may address by id: the key's user, or everyone's for an admin. */
+export function scope(request: FastifyRequest): string | undefined {
+  const auth = requireAuth(request);
+  return auth.role === "admin" ? undefined : auth.userId;
+}
+
+/**
+ * The user a request acts for when it names one (`user_id`): the key's own user by default; a
+ * user key naming someone else is refused.
+ */
+export function actingUser(
+  request: FastifyRequest,
+  requested: string | undefined,
+  field = "user_id",
+): string {
+  const auth = requireAuth(request);
+  if (requested === undefined || requested === auth.userId) return auth.userId;
+  if (auth.role === "admin") return requested;
+  throw new ProblemError("forbidden", "a user key can only act for its own user", [
+    { field, reason: "must be the key's own user (or omitted)" },
+  ]);
+}

@@ -1,0 +1,299 @@
+/**
+ * Every error the API can answer, in one registry: code → HTTP status, title and problem type URI.
+ * Responses are RFC 9457 `application/problem+json`. The registry is the only place a status is
+ * chosen, so the OpenAPI document, the tests and the handlers cannot drift apart.
+ */
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { EmitError } from "../emitter.js";
+import { ManagerError } from "../manager.js";
+
+export const PROBLEM_TYPE_BASE = "https://continuum-webhooks.dev/problems/";
+export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
+
+export const ERROR_CODES = {
+  invalid_request: { status: 400, title: "The request is not valid" },
+  invalid_json: { status: 400, title: "The body is not valid JSON" },
+  invalid_cursor: { status: 400, title: "The cursor is not valid" },
+  unauthorized: { status: 401, title: "A valid API key is required" },
+  forbidden: { status: 403, title: "This API key may not do that" },
+  not_found: { status: 404, title: "Not found" },
+  method_not_allowed: { status: 405, title: "Method not allowed" },
+  request_timeout: { status: 408, title: "The request took too long to arrive" },
+  conflict: { status: 409, title: "Conflict" },
+  payload_too_large: { status: 413, title: "The body is too large" },
+  unsupported_media_type: { status: 415, title: "Unsupported content type" },
+  unknown_event_type: { status: 422, title: "Unknown event type" },
+  invalid_url: { status: 422, title: "The webhook URL is not allowed" },
+  rate_limited: { status: 429, title: "Too many requests" },
+  headers_too_large: { status: 431, title: "The request headers are too large" },
+  internal_error: { status: 500, title: "Internal server error" },
+  unavailable: { status: 503, title: "The service is unavailable" },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface FieldError {
+  field: string;
+  reason: string;
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  errors?: FieldError[];
+}
+
+/** Thrown by hooks and handlers; the error handler renders it as problem+json. */
+export class ProblemError extends Error {
+  override name = "ProblemError";
+  readonly statusCode: number;
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail: string,
+    readonly errors?: FieldError[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(detail);
+    this.statusCode = ERROR_CODES[code].status;
+  }
+}
+
+export function problem(code: ErrorCode, detail: string, errors?: FieldError[]): Problem {
+  const { status, title } = ERROR_CODES[code];
+  return { type: PROBLEM_TYPE_BASE + code, title, status, detail, ...(errors?.length ? { errors } : {}) };
+}
+
+export function sendProblem(reply: FastifyReply, p: Problem, headers?: Record<string, string>): FastifyReply {
+  if (headers) reply.headers(headers);
+  // Serialized here rather than through a route's response schema: an error must render the
+  // same way whichever route (or no route) it came from.
+  return reply.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
+}
+
+/** Fastify's own errors that malformed input can cause, and what they mean to a client. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: "invalid_json",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "invalid_json",
+  FST_ERR_CTP_BODY_TOO_LARGE: "payload_too_large",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "invalid_request",
+  FST_ERR_BAD_URL: "invalid_request",
+  FST_ERR_ASYNC_CONSTRAINT: "invalid_request",
+  FST_ERR_MAX_PARAM_LENGTH: "invalid_request",
+};
+
+const FASTIFY_DETAILS: Partial<Record<ErrorCode, string>> = {
+  invalid_json: "the body must be a well-formed JSON document",
+  payload_too_large: "the body must be at most 1 MiB",
+  unsupported_media_type: "send the body as application/json",
+  not_found: "no such resource",
+};
+
+/** Fixed wording for the invalid_request ones: their own messages quote the URL back. */
+const FASTIFY_MESSAGES: Record<string, string> = {
+  FST_ERR_BAD_URL: "the request URL is malformed",
+  FST_ERR_MAX_PARAM_LENGTH: "a path parameter is longer than any id",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "Content-Length does not match the body",
+  FST_ERR_ASYNC_CONSTRAINT: "the request is malformed",
+};
+
+interface AjvLikeError {
+  instancePath?: string;
+  keyword?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** `/events/0/event` → `events[0].event`: the way a client names the field in its own code. */
+export function fieldName(pointer: string, child?: string): string {
+  const parts = pointer.split("/").slice(1);
+  if (child !== undefined) parts.push(child);
+  let out = "";
+  for (const raw of parts) {
+    const part = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    out += /^\d+$/.test(part) ? `[${part}]` : out === "" ? part : `.${part}`;
+  }
+  return out;
+}
+
+function validationProblem(error: FastifyError): Problem {
+  const where = error.validationContext ?? "body";
+  const errors: FieldError[] = [];
+  for (const e of (error.validation ?? []) as AjvLikeError[]) {
+    const path = e.instancePath ?? "";
+    let field: string;
+    // Ajv says "must be string,null" for a type list.
+    let reason = (e.message ?? "is not valid").replace(
+      /^must be (\w+(?:,\w+)+)$/,
+      (_m, types: string) => `must be ${types.split(",").join(" or ")}`,
+    );
+    if (e.keyword === "required" && typeof e.params?.missingProperty === "string") {
+      field = fieldName(path, e.params.missingProperty);
+      reason = "is required";
+    } else if (e.keyword === "additionalProperties" && typeof e.params?.additionalProperty === "string") {
+      field = fieldName(path, e.params.additionalProperty);
+      reason = "is not a known field";
+    } else {
+      field = fieldName(path);
+    }
+    if (field === "") field = where;
+    if (!errors.some((x) => x.field === field)) errors.push({ field, reason });
+  }
+  const first = errors[0];
+  const detail = first
+    ? `${where === "body" ? "" : `${where}: `}${first.field} ${first.reason}`
+    : `the ${where} is not valid`;
+  return problem("invalid_request", detail, errors);
+}
+
+/** Library errors (nothing was written when they are thrown) mapped onto the registry. */
+export function domainProblem(err: unknown): Problem | null {
+  if (err instanceof ManagerError) {
+    const field = err.field ?? "body";
+    const errors = [{ field, reason: err.message }];
+    switch (err.code) {
+      case "not_found":
+        return problem("not_found", err.message);
+      case "conflict":
+        return problem("conflict", err.message, errors);
+      case "invalid_url":
+        return problem("invalid_url", err.message, errors);
+      case "invalid_cursor":
+        return problem("invalid_cursor", err.message, errors);
+      case "invalid_field":
+        return problem("invalid_request", err.message, errors);
+    }
+  }
+  if (err instanceof EmitError) {
+    const field = err.index === undefined ? err.field : `events[${err.index}].${err.field}`;
+    const errors = [{ field, reason: err.message }];
+    return problem(
+      err.code === "unknown_event" ? "unknown_event_type" : "invalid_request",
+      err.message,
+      errors,
+    );
+  }
+  return null;
+}
+
+export function toProblem(error: unknown): Problem {
+  if (error instanceof ProblemError) return problem(error.code, error.detail, error.errors);
+  const domain = domainProblem(error);
+  if (domain) return domain;
+  const fe = error as Partial<FastifyError>;
+  if (fe.validation) return validationProblem(fe as FastifyError);
+  const mapped = fe.code === undefined ? undefined : FASTIFY_CODES[fe.code];
+  if (mapped) {
+    return problem(
+      mapped,
+      FASTIFY_MESSAGES[fe.code ?? ""] ?? FASTIFY_DETAILS[mapped] ?? ERROR_CODES[mapped].title,
+    );
+  }
+  const status = typeof fe.statusCode === "number" ? fe.statusCode : 500;
+  if (status >= 400 && status < 500) {
+    // A client error we have no entry for: say what HTTP says, never the message, which may
+    // come from a dependency and describe our internals.
+    const title = STATUS_CODES[status] ?? "Client error";
+    return { type: `${PROBLEM_TYPE_BASE}invalid_request`, title, status, detail: title };
+  }
+  return problem("internal_error", "an unexpected error occurred; it has been logged");
+}
+
+export function errorHandler(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
+  const p = toProblem(error);
+  if (p.status >= 500) {
+    request.log.error(
+      { err: error, url: request.routeOptions.url, method: request.method },
+      "request failed",
+    );
+  }
+  return sendProblem(reply, p, error instanceof ProblemError ? error.headers : undefined);
+}
+
+/**
+ * Knows every registered route (fed by an onRoute hook) so that a known path asked with the wrong
+ * method answers 405 with `Allow`, and only a truly unknown path answers 404.
+ */
+export class RouteTable {
+  readonly #routes = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+  readonly #list: RegisteredRoute[] = [];
+
+  add(url: string, method: string | string[], hidden: boolean): void {
+    let entry = this.#routes.get(url);
+    if (!entry) {
+      const source = url
+        .split("/")
+        .map((seg) =>
+          seg === "*" ? ".*" : seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+        )
+        .join("/");
+      entry = { pattern: new RegExp(`^${source}/?$`), methods: new Set() };
+      this.#routes.set(url, entry);
+    }
+    for (const m of Array.isArray(method) ? method : [method]) {
+      entry.methods.add(m.toUpperCase());
+      this.#list.push({ method: m.toUpperCase(), url, hidden });
+    }
+  }
+
+  /** Every route served, in registration order. */
+  list(): readonly RegisteredRoute[] {
+    return this.#list;
+  }
+
+  allowed(path: string): string[] {
+    const methods = new Set<string>();
+    for (const { pattern, methods: ms } of this.#routes.values()) {
+      if (pattern.test(path)) for (const m of ms) methods.add(m);
+    }
+    return [...methods].sort();
+  }
+
+  notFoundHandler = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = (request.url.split("?")[0] ?? "").slice(0, 200);
+    const allow = this.allowed(path);
+    if (allow.length > 0) {
+      return sendProblem(reply, problem("method_not_allowed", `${path} accepts ${allow.join(", ")}`), {
+        allow: allow.join(", "),
+      });
+    }
+    return sendProblem(reply, problem("not_found", `no route ${request.method} ${path}`));
+  };
+}
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  /** Left out of the OpenAPI document (the documentation's own routes). */
+  hidden: boolean;
+}
+
+/**
+ * Bytes Node's HTTP parser rejects never become a request, so no Fastify handler sees them; this
+ * answers them as a problem too, then drops the connection (as Node and Fastify do).
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const p =
+    err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? problem("request_timeout", "the request was not received in time")
+      : err.code === "HPE_HEADER_OVERFLOW"
+        ? problem("headers_too_large", "the request headers exceed the server's limit")
+        : problem("invalid_request", "the request is not valid HTTP/1.1");
+  const body = JSON.stringify(p);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}

@@ -1,0 +1,167 @@
+import SwaggerParser from "@apidevtools/swagger-parser";
+import type { OpenAPIV3_1 } from "openapi-types";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ERROR_CODES, PROBLEM_TYPE_BASE } from "../../src/api/errors.js";
+import { registeredRoutes } from "../../src/api/server.js";
+import { startApi, type TestApi } from "./helpers.js";
+
+let api: TestApi;
+let doc: OpenAPIV3_1.Document;
+
+beforeAll(async () => {
+  api = await startApi();
+  const res = await api.app.inject({ method: "GET", url: "/openapi.json" });
+  expect(res.statusCode).toBe(200);
+  doc = res.json() as OpenAPIV3_1.Document;
+});
+
+afterAll(async () => {
+  await api?.cleanup();
+});
+
+const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"] as const;
+
+function operations(): Array<{ method: string; path: string; op: OpenAPIV3_1.OperationObject }> {
+  const out: Array<{ method: string; path: string; op: OpenAPIV3_1.OperationObject }> = [];
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    for (const m of METHODS) {
+      const op = item?.[m];
+      if (op) out.push({ method: m.toUpperCase(), path, op });
+    }
+  }
+  return out;
+}
+
+/** `/api/v1/webhooks/:id/retry/:delivery_id` → `/api/v1/webhooks/{id}/retry/{delivery_id}` */
+const toOpenApiPath = (url: string) => url.replace(/:([A-Za-z_]+)/g, "{$1}");
+
+describe("the OpenAPI document", () => {
+  it("is valid OpenAPI 3.1", async () => {
+    expect(doc.openapi).toBe("3.1.0");
+    await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeTruthy();
+  });
+
+  it("lists every route the server registers, and nothing else", () => {
+    const registered = registeredRoutes(api.app);
+    // HEAD routes are Fastify's automatic twins of the GETs.
+    const served = registered
+      .filter((r) => !r.hidden && r.method !== "HEAD")
+      .map((r) => `${r.method} ${toOpenApiPath(r.url)}`);
+    const documented = operations().map((o) => `${o.method} ${o.path}`);
+    expect(documented.sort()).toEqual([...new Set(served)].sort());
+    expect(served).toHaveLength(15);
+    // The only undocumented routes are the documentation's own.
+    const hidden = registered.filter((r) => r.hidden).map((r) => r.url);
+    expect(hidden.length).toBeGreaterThan(0);
+    for (const url of hidden) expect(url).toMatch(/^\/(docs|openapi\.json)/);
+  });
+
+  it("covers every route of the specification", () => {
+    const documented = new Set(operations().map((o) => `${o.method} ${o.path}`));
+    for (const route of [
+      "POST /api/v1/webhooks",
+      "GET /api/v1/webhooks",
+      "GET /api/v1/webhooks/{id}",
+      "PATCH /api/v1/webhooks/{id}",
+      "DELETE /api/v1/webhooks/{id}",
+      "POST /api/v1/webhooks/{id}/test",
+      "GET /api/v1/webhooks/{id}/deliveries",
+      "GET /api/v1/webhooks/{id}/deliveries/{delivery_id}",
+      "POST /api/v1/webhooks/{id}/retry/{delivery_id}",
+      "GET /api/v1/webhooks/{id}/stats",
+      "POST /api/v1/webhooks/{id}/rotate-secret",
+      "POST /api/v1/events",
+      "POST /api/v1/events/batch",
+      "GET /health",
+      "GET /metrics",
+    ]) {
+      expect(documented, route).toContain(route);
+    }
+  });
+
+  it("names the shared schemas", () => {
+    const names = Object.keys(doc.components?.schemas ?? {});
+    for (const name of [
+      "CreateWebhookRequest",
+      "UpdateWebhookRequest",
+      "WebhookResponse",
+      "DeliveryResponse",
+      "StatsResponse",
+      "EmitEventRequest",
+      "BatchEmitRequest",
+      "Problem",
+    ]) {
+      expect(names).toContain(name);
+    }
+  });
+
+  it("puts bearer auth on every /api/v1 operation and none on health and metrics", () => {
+    expect(doc.components?.securitySchemes?.bearerAuth).toEqual(
+      expect.objectContaining({ type: "http", scheme: "bearer" }),
+    );
+    for (const { path, op } of operations()) {
+      if (path.startsWith("/api/v1/")) {
+        expect(op.security, path).toEqual([{ bearerAuth: [] }]);
+        expect(Object.keys(op.responses ?? {}), path).toEqual(expect.arrayContaining(["401", "429"]));
+      } else {
+        expect(op.security, path).toEqual([]);
+      }
+    }
+  });
+
+  it("gives every operation a success schema, a body schema when it takes one, and problem+json errors", () => {
+    for (const { method, path, op } of operations()) {
+      const responses = op.responses ?? {};
+      const success = Object.keys(responses).filter((s) => s.startsWith("2"));
+      expect(success.length, `${method} ${path}`).toBeGreaterThan(0);
+      for (const [status, r] of Object.entries(responses)) {
+        const content = (r as OpenAPIV3_1.ResponseObject).content;
+        // /health answers its report (not a problem) with 503.
+        if (Number(status) >= 400 && path !== "/health") {
+          expect(content?.["application/problem+json"]?.schema, `${method} ${path} ${status}`).toEqual({
+            $ref: "#/components/schemas/Problem",
+          });
+        }
+      }
+      if (["POST", "PATCH"].includes(method) && path.match(/\/(webhooks|events|batch)$|\{id\}$/)) {
+        const body = (op.requestBody as OpenAPIV3_1.RequestBodyObject | undefined)?.content?.[
+          "application/json"
+        ]?.schema;
+        expect(body, `${method} ${path}`).toEqual({
+          $ref: expect.stringMatching(/^#\/components\/schemas\/\w+Request$/),
+        });
+      }
+    }
+  });
+
+  it("describes every problem type of the error registry", () => {
+    const description = doc.info.description ?? "";
+    for (const code of Object.keys(ERROR_CODES)) expect(description).toContain(`${PROBLEM_TYPE_BASE}${code}`);
+    const statuses = new Set(operations().flatMap((o) => Object.keys(o.op.responses ?? {})));
+    for (const status of ["400", "401", "403", "404", "409", "413", "415", "422", "429", "500", "503"]) {
+      expect(statuses).toContain(status);
+    }
+  });
+});
+
+describe("/docs", () => {
+  it("serves the Swagger UI as HTML, with its assets from this server", async () => {
+    const res = await api.app.inject({ method: "GET", url: "/docs" });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toMatch(/^text\/html/);
+    expect(res.body).toContain("swagger-ui");
+    expect(res.body).not.toMatch(/(src|href)="https?:\/\//);
+    const assets = [...res.body.matchAll(/(?:src|href)="([^"]+\.(?:js|css|png))"/g)].map((m) => m[1]!);
+    expect(assets.length).toBeGreaterThan(0);
+    for (const asset of assets) {
+      const url = asset.startsWith("/") ? asset : `/docs/${asset}`;
+      const a = await api.app.inject({ method: "GET", url });
+      expect(a.statusCode, url).toBe(200);
+    }
+    // No call to validator.swagger.io from the visitor's browser.
+    const init = await api.app.inject({ method: "GET", url: "/docs/static/swagger-initializer.js" });
+    expect(init.body).toContain('"validatorUrl":null');
+    const spec = await api.app.inject({ method: "GET", url: "/docs/json" });
+    expect(spec.json()).toEqual(doc);
+  });
+});
