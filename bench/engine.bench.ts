@@ -7,9 +7,11 @@
  *   BENCH_RATE_SECS   seconds of the fixed-rate latency run at 1,000 events/s, default 30
  *   BENCH_BACKLOG     pending deliveries for the memory run, default 1,000,000 (0 skips it)
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
 import { loadConfig } from "../src/config.js";
 import { createEngine, type Engine } from "../src/engine.js";
@@ -239,59 +241,101 @@ async function emitLatency(rx: ReceiverProcess): Promise<Figure[]> {
   );
 }
 
+/** Peak resident set size of a process, from the kernel's own high-water mark. */
+function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN);
+  return kb / 1024;
+}
+
+/**
+ * A real `continuum-webhooks worker` process drains a backlog written straight into its SQLite
+ * file; its peak RSS is compared with the same worker idling on an empty backlog.
+ */
 async function backlogMemory(rx: ReceiverProcess): Promise<Figure[]> {
   const backlog = env("BENCH_BACKLOG", 1_000_000);
   if (backlog <= 0) return [];
-  return withEngine(
-    rx,
-    async ({ engine, store }) => {
-      // Stop the worker while the backlog is written straight into the table.
-      await engine.worker!.stop();
-      const raw = store.raw.kind === "sqlite" ? store.raw.sqlite : null;
-      if (!raw) return [];
-      const hooks = raw.prepare("SELECT id FROM webhooks").all() as Array<{ id: string }>;
-      const ins = raw.prepare(
-        `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, attempts, next_retry_at, duration_ms, created_at)
-         VALUES (?, ?, ?, 'memory.created', ?, 'pending', 1, 0, ?, 0, ?)`,
-      );
-      const now = new Date().toISOString();
-      const body =
-        '{"created_at": "2026-01-01T00:00:00.000Z", "data": {"n": 1}, "event": "memory.created", "id": "evt_x", "user_id": "user0"}';
-      const tx = raw.transaction((n: number) => {
-        for (let i = 0; i < n; i++)
-          ins.run(newId("dlv"), hooks[i % hooks.length]!.id, "evt_x", body, now, now);
-      });
-      for (let i = 0; i < backlog; i += 10_000) tx(Math.min(10_000, backlog - i));
-      global.gc?.();
-      const before = process.memoryUsage().rss;
-      let peak = before;
-      const sampler = setInterval(() => {
-        peak = Math.max(peak, process.memoryUsage().rss);
-      }, 50);
-      await rx.report(true);
-      const started = performance.now();
-      const { DeliveryWorker } = await import("../src/worker.js");
-      void DeliveryWorker;
-      // A fresh engine on the same store drains the backlog.
-      const config = loadConfig({ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32", WEBHOOK_WORKERS: String(WORKERS) });
-      const drain = createEngine({ store, config, logger: createLogger("silent"), workers: true });
-      const r = await rx.waitFor(backlog, 1_800_000);
-      const secs = (performance.now() - started) / 1000;
-      clearInterval(sampler);
-      await drain.close();
-      return [
+  const dir = mkdtempSync(join(tmpdir(), "cw-backlog-"));
+  const sqlitePath = join(dir, "backlog.db");
+  try {
+    const store = openStore({ sqlitePath });
+    await migrate(store);
+    const config = loadConfig({ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32" });
+    const setup = createEngine({ store, config, logger: createLogger("silent"), workers: false });
+    const secrets: Record<string, string> = {};
+    for (let k = 0; k < WEBHOOKS; k++) {
+      const path = `/backlog/h${k}`;
+      secrets[path] = (
+        await setup.manager.create("user0", { url: `${rx.url}${path}`, events: ["*"] })
+      ).secret;
+    }
+    rx.setSecrets(secrets);
+    await setup.close();
+    const startWorker = () =>
+      spawn(
+        process.execPath,
+        [
+          fileURLToPath(new URL("../bin/continuum-webhooks.js", import.meta.url)),
+          "worker",
+          "--workers",
+          String(WORKERS),
+          "--metrics-port",
+          "0",
+        ],
         {
-          name: "peak RSS draining a backlog",
-          value: peak / 1024 / 1024,
-          unit: "MiB",
-          baseline: before / 1024 / 1024,
-          ratio: peak / before,
-          note: `${r.verified} of ${backlog} pending deliveries in ${secs.toFixed(0)} s; baseline RSS before draining`,
+          env: {
+            ...process.env,
+            SQLITE_PATH: sqlitePath,
+            WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32",
+            LOG_LEVEL: "warn",
+          },
+          stdio: "ignore",
         },
-      ];
-    },
-    { users: 1, webhooksPerUser: WEBHOOKS },
-  );
+      );
+    // Idle baseline: the same worker with nothing to do.
+    const idle = startWorker();
+    await new Promise((r) => setTimeout(r, 3000));
+    const idleRss = peakRssMiB(idle.pid!);
+    idle.kill("SIGTERM");
+    await new Promise((r) => idle.once("exit", r));
+
+    const raw = store.raw.kind === "sqlite" ? store.raw.sqlite : null;
+    if (!raw) return [];
+    const hooks = raw.prepare("SELECT id FROM webhooks").all() as Array<{ id: string }>;
+    const ins = raw.prepare(
+      `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, attempts, next_retry_at, duration_ms, created_at)
+       VALUES (?, ?, ?, 'memory.created', ?, 'pending', 1, 0, ?, 0, ?)`,
+    );
+    const now = new Date().toISOString();
+    const body =
+      '{"created_at": "2026-01-01T00:00:00.000Z", "data": {"n": 1}, "event": "memory.created", "id": "evt_x", "user_id": "user0"}';
+    const tx = raw.transaction((n: number) => {
+      for (let i = 0; i < n; i++) ins.run(newId("dlv"), hooks[i % hooks.length]!.id, "evt_x", body, now, now);
+    });
+    for (let i = 0; i < backlog; i += 10_000) tx(Math.min(10_000, backlog - i));
+    await store.close();
+
+    await rx.report(true);
+    const started = performance.now();
+    const worker = startWorker();
+    const r = await rx.waitFor(backlog, 3_600_000);
+    const secs = (performance.now() - started) / 1000;
+    const peak = peakRssMiB(worker.pid!);
+    worker.kill("SIGTERM");
+    await new Promise((res) => worker.once("exit", res));
+    return [
+      {
+        name: "peak RSS of a worker draining a backlog",
+        value: peak,
+        unit: "MiB",
+        baseline: idleRss,
+        ratio: peak / idleRss,
+        note: `${r.verified} of ${backlog} pending deliveries in ${secs.toFixed(0)} s (${(r.verified / secs).toFixed(0)}/s); baseline the same worker idle`,
+      },
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export default {
