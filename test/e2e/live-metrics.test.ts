@@ -50,11 +50,21 @@ it("every metric of the dashboard and the alert rules is exported by a running s
     const deadline = Date.now() + 10_000;
     do {
       scrape = await (await fetch(`http://127.0.0.1:${served.port}/metrics`)).text();
-      if (scrape.includes("webhook_circuit_breaker_opened_total 1") && scrape.includes("webhook_failures_total{")) break;
+      if (
+        scrape.includes("webhook_circuit_breaker_opened_total 1") &&
+        scrape.includes("webhook_failures_total{")
+      )
+        break;
       await new Promise((r) => setTimeout(r, 100));
     } while (Date.now() < deadline);
     const exported = exportedNames(scrape);
-    if (process.env.DEBUG_SCRAPE) console.log(scrape.split("\n").filter((l) => l.startsWith("webhook")).join("\n"));
+    if (process.env.DEBUG_SCRAPE)
+      console.log(
+        scrape
+          .split("\n")
+          .filter((l) => l.startsWith("webhook"))
+          .join("\n"),
+      );
     for (const name of SPEC_METRICS) {
       const series = name.endsWith("_seconds") ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
       for (const s of series) expect(exported, s).toContain(s);

@@ -3,6 +3,7 @@
  * is reported as skipped; with REQUIRE_SERVICES=1 (as .ci/run sets) an unset or unreachable
  * service fails the run instead, so CI can never pass by skipping.
  */
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll } from "vitest";
 
@@ -26,7 +27,7 @@ let counter = 0;
  */
 export async function createPgSchema(): Promise<{ url: string; schema: string; drop(): Promise<void> }> {
   if (!TEST_DATABASE_URL) throw new Error("TEST_DATABASE_URL is not set");
-  const schema = `t_${process.pid}_${Date.now().toString(36)}_${counter++}`;
+  const schema = `t_${process.pid}_${Date.now().toString(36)}_${counter++}_${randomBytes(3).toString("hex")}`;
   const client = new pg.Client({ connectionString: TEST_DATABASE_URL, connectionTimeoutMillis: 5000 });
   await client.connect();
   try {
