@@ -19,8 +19,9 @@ import { type AttemptResult, attemptDelivery, retrySchedule } from "./dispatcher
 import type { EngineEvents } from "./engine-events.js";
 import type { DeliveryClient } from "./http-client.js";
 import type { Logger } from "./logger.js";
+import { OutcomeWriter } from "./outcome-writer.js";
 import type { ClaimedDelivery, DeliveryQueue } from "./queue/queue.js";
-import type { EngineStore, OutcomeBatch, WebhookDispatchRow } from "./store/engine-store.js";
+import type { EngineStore, WebhookDispatchRow } from "./store/engine-store.js";
 import type { BreakerState } from "./store/schema.js";
 
 export interface WorkerOptions {
@@ -58,8 +59,6 @@ export interface WorkerHealth {
   stats: WorkerStats;
 }
 
-const MAX_WRITE_BATCH = 200;
-
 function breakerFromRow(row: WebhookDispatchRow, now: number): BreakerSnapshot {
   if (row.breaker_state === "closed") return { ...CLOSED, failures: row.failure_count };
   return {
@@ -85,10 +84,7 @@ export class DeliveryWorker {
   readonly #hooks = new Map<string, { row: WebhookDispatchRow; at: number }>();
   #pumping = false;
   #pumpAgain = false;
-  #pending: AttemptResult[] = [];
-  #pendingBreakers = new Map<string, { state: BreakerState; openedAt: string | null }>();
-  #pendingDisabled: Array<{ webhookId: string; reason: string; at: string }> = [];
-  #flushing: Promise<void> | undefined;
+  readonly #writer: OutcomeWriter;
   #sweepTimer: unknown;
   #wakeTimer: { handle: unknown; at: number } | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -98,6 +94,13 @@ export class DeliveryWorker {
 
   constructor(options: WorkerOptions) {
     this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, ...options };
+    this.#writer = new OutcomeWriter({
+      engineStore: this.#o.engineStore,
+      owner: this.#o.owner,
+      onWritten: (results) => this.#afterWrite(results),
+      onError: (err) => this.#noteError("recording outcomes failed", err),
+      keepTrying: () => this.#running || this.#stopping !== undefined,
+    });
   }
 
   get leaseMs(): number {
@@ -149,7 +152,7 @@ export class DeliveryWorker {
 
   /** Resolves when nothing is in flight or waiting to be written (tests, shutdown). */
   idle(): Promise<void> {
-    if (this.#inflight.size === 0 && this.#pending.length === 0 && !this.#flushing) return Promise.resolve();
+    if (this.#inflight.size === 0 && this.#writer.idle) return Promise.resolve();
     return new Promise((r) => this.#idle.push(r));
   }
 
@@ -170,7 +173,7 @@ export class DeliveryWorker {
       this.#o.logger.warn({ in_flight: left.length }, "drain timeout: releasing deliveries still in flight");
       await this.#o.queue.release(left, this.#o.clock.now()).catch(() => {});
     }
-    await this.#flush();
+    await this.#writer.drain();
   }
 
   #scheduleSweep(): void {
@@ -243,7 +246,7 @@ export class DeliveryWorker {
       this.#hooks.set(id, { row, at: now });
       // The stored breaker is the one every process shares; ours only leads it by writes that
       // have not landed yet.
-      if (!this.#pendingBreakers.has(id)) this.#breakers.set(id, breakerFromRow(row, now));
+      if (!this.#writer.hasBreakerChange(id)) this.#breakers.set(id, breakerFromRow(row, now));
     } else {
       this.#hooks.delete(id);
     }
@@ -353,28 +356,24 @@ export class DeliveryWorker {
       this.#breakers.set(hook.id, after);
       const from = currentState(before, this.#o.breaker, now);
       if (after.state !== before.state || from !== after.state) {
-        this.#pendingBreakers.set(hook.id, {
-          state: after.state,
-          openedAt: after.openedAt === null ? null : new Date(after.openedAt).toISOString(),
-        });
+        this.#writer.breaker(
+          hook.id,
+          after.state,
+          after.openedAt === null ? null : new Date(after.openedAt).toISOString(),
+        );
         this.#o.events.emit("breaker", { webhookId: hook.id, from, to: after.state });
         this.#o.logger.info({ webhook_id: hook.id, from, to: after.state }, "circuit breaker changed state");
         if (after.state === "open") this.#wakeAt(now + this.#o.breaker.cooldownMs);
       }
     }
     if (r.gone) {
-      this.#pendingDisabled.push({
-        webhookId: hook.id,
-        reason: "endpoint answered 410 Gone",
-        at: r.outcome.attemptedAt,
-      });
+      this.#writer.disable(hook.id, "endpoint answered 410 Gone", r.outcome.attemptedAt);
       // Until that write lands, remember it here: the webhook's other deliveries must not be sent.
       this.#hooks.set(hook.id, { row: { ...hook, active: 0 }, at: now });
     }
     // The slot stays taken until the outcome is written: until then the queue still counts the
     // delivery against the webhook's limit, and a slot freed earlier would claim nothing.
-    this.#pending.push(r);
-    if (!this.#flushing) this.#flushing = this.#flushSoon();
+    this.#writer.add(r);
   }
 
   #freeSlot(deliveryId: string, webhookId: string): void {
@@ -383,46 +382,6 @@ export class DeliveryWorker {
     if (n <= 0) this.#inflightByHook.delete(webhookId);
     else this.#inflightByHook.set(webhookId, n);
     this.#ready.add(webhookId);
-  }
-
-  /** Group commit: the write starts on the next turn, taking every result that arrived by then. */
-  async #flushSoon(): Promise<void> {
-    await new Promise((r) => setImmediate(r));
-    await this.#flush();
-  }
-
-  async #flush(): Promise<void> {
-    while (this.#pending.length > 0 || this.#pendingBreakers.size > 0 || this.#pendingDisabled.length > 0) {
-      // Bounded, so one write never holds the event loop (and every emit behind it) for long.
-      const results = this.#pending.slice(0, MAX_WRITE_BATCH);
-      const batch: OutcomeBatch = {
-        leaseOwner: this.#o.owner,
-        requireEngineLock: true,
-        outcomes: results.map((r) => r.outcome),
-        breakers: [...this.#pendingBreakers].map(([webhookId, b]) => ({ webhookId, ...b })),
-        disabled: this.#pendingDisabled,
-      };
-      this.#pending = this.#pending.slice(results.length);
-      this.#pendingBreakers = new Map();
-      this.#pendingDisabled = [];
-      try {
-        await this.#o.engineStore.recordOutcomes(batch);
-      } catch (err) {
-        // Keep the results and try again: until written, the deliveries stay leased to us.
-        this.#noteError("recording outcomes failed", err);
-        this.#pending = results.concat(this.#pending);
-        for (const b of batch.breakers) {
-          if (!this.#pendingBreakers.has(b.webhookId)) this.#pendingBreakers.set(b.webhookId, b);
-        }
-        this.#pendingDisabled = batch.disabled.concat(this.#pendingDisabled);
-        await new Promise((r) => setTimeout(r, 500));
-        if (!this.#running && this.#stopping === undefined) break;
-        continue;
-      }
-      this.#afterWrite(results);
-    }
-    this.#flushing = undefined;
-    this.#checkIdle();
   }
 
   #afterWrite(results: AttemptResult[]): void {
@@ -482,7 +441,7 @@ export class DeliveryWorker {
   }
 
   #checkIdle(): void {
-    if (this.#inflight.size > 0 || this.#pending.length > 0 || this.#flushing) return;
+    if (this.#inflight.size > 0 || !this.#writer.idle) return;
     const waiting = this.#idle;
     this.#idle = [];
     for (const resolve of waiting) resolve();
