@@ -1,7 +1,7 @@
 import { buildServer } from "../api/server.js";
 import type { Config } from "../config.js";
 import { createEngine } from "../engine.js";
-import { createLogger } from "../logger.js";
+import { createLogger, type Logger } from "../logger.js";
 import { countActiveApiKeys, createApiKey, migrate, openStore, type Store } from "../store/index.js";
 
 export interface ServeOptions {
@@ -22,12 +22,7 @@ export async function serve(config: Readonly<Config>, opts: ServeOptions): Promi
       const { applied } = await migrate(store);
       if (applied.length > 0) logger.info({ applied }, "migrations applied");
     }
-    if (config.allowTargets.length > 0) {
-      logger.warn(
-        { allow_targets: config.allowTargets },
-        "WEBHOOK_ALLOW_TARGETS exempts these addresses from SSRF protection: for development and tests only",
-      );
-    }
+    warnAllowTargets(logger, config);
     await bootstrapAdminKey(store);
 
     const engine = createEngine({ store, config, logger, workers: opts.workers });
@@ -44,6 +39,15 @@ export async function serve(config: Readonly<Config>, opts: ServeOptions): Promi
     throw err;
   }
   onShutdown(logger, config.drainTimeoutMs, () => runReleasers(releasers));
+}
+
+/** SPEC §5: an exemption from the SSRF rules is announced at every start. */
+export function warnAllowTargets(logger: Logger, config: Readonly<Config>): void {
+  if (config.allowTargets.length === 0) return;
+  logger.warn(
+    { allow_targets: config.allowTargets },
+    "WEBHOOK_ALLOW_TARGETS exempts these addresses from SSRF protection: for development and tests only",
+  );
 }
 
 /**

@@ -9,7 +9,7 @@ import { createEngine } from "../engine.js";
 import { createLogger } from "../logger.js";
 import { createMetrics } from "../metrics.js";
 import { migrate, openStore } from "../store/index.js";
-import { onShutdown, runReleasers } from "./serve.js";
+import { onShutdown, runReleasers, warnAllowTargets } from "./serve.js";
 
 export async function worker(config: Readonly<Config>, opts: { migrate: boolean }): Promise<void> {
   const logger = createLogger(config.logLevel);
@@ -21,6 +21,7 @@ export async function worker(config: Readonly<Config>, opts: { migrate: boolean 
   const releasers: Array<() => Promise<void>> = [() => store.close()];
   try {
     if (opts.migrate) await migrate(store);
+    warnAllowTargets(logger, config);
     const engine = createEngine({ store, config, logger, workers: true });
     releasers.push(() => engine.close());
     const metrics = createMetrics({
