@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { type Clock, systemClock } from "./clock.js";
-import type { Config } from "./config.js";
+import { type Config, ConfigError } from "./config.js";
 import { Emitter } from "./emitter.js";
 import { EngineEvents } from "./engine-events.js";
 import { createDeliveryClient, type DeliveryClient } from "./http-client.js";
@@ -14,6 +14,7 @@ import type { Logger } from "./logger.js";
 import { WebhookManager } from "./manager.js";
 import { createPgQueue } from "./queue/pg-queue.js";
 import type { DeliveryQueue } from "./queue/queue.js";
+import { createRedisQueue } from "./queue/redis-queue.js";
 import { createSqliteQueue } from "./queue/sql-queue.js";
 import { purgeExpired } from "./stats.js";
 import type { EngineStore } from "./store/engine-store.js";
@@ -34,7 +35,9 @@ export type EngineConfig = Pick<
   | "endpointConcurrency"
   | "retentionDays"
   | "drainTimeoutMs"
->;
+> &
+  // Optional, so a library user's hand-written config keeps compiling: absent means no Redis.
+  Partial<Pick<Config, "redisUrl">>;
 
 export interface EngineOptions {
   store: Store;
@@ -66,12 +69,29 @@ export function createEngine(options: EngineOptions): Engine {
   const events = options.events ?? new EngineEvents();
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
   const raw = store.raw;
+  if (raw.kind === "sqlite" && config.redisUrl) {
+    // Embedded mode delivers from the SQLite file in one process: Redis would be ignored, and
+    // an operator who set it most likely meant the distributed mode and forgot DATABASE_URL.
+    throw new ConfigError(
+      "REDIS_URL",
+      "the Redis queue needs PostgreSQL: set DATABASE_URL, or unset REDIS_URL",
+    );
+  }
   const engineStore =
     raw.kind === "sqlite" ? createSqliteEngineStore(raw.sqlite) : createPgEngineStore(raw.pool);
   const queue =
     raw.kind === "sqlite"
       ? createSqliteQueue(raw.sqlite, owner)
-      : createPgQueue(raw.pool, owner, { listen: options.workers });
+      : config.redisUrl
+        ? createRedisQueue({
+            url: config.redisUrl,
+            pool: raw.pool,
+            owner,
+            worker: options.workers,
+            clock,
+            log: logger,
+          })
+        : createPgQueue(raw.pool, owner, { listen: options.workers });
   const client =
     options.client ??
     createDeliveryClient({

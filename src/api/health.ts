@@ -3,7 +3,8 @@
  *
  * - unhealthy (503): the database does not answer a ping within 2 s. Nothing can be accepted or
  *   delivered without it, so a load balancer should stop sending traffic here.
- * - degraded (200): the service works but needs a look: this process's workers are configured but
+ * - degraded (200): the service works but needs a look: Redis does not answer (distributed mode),
+ *   this process's workers are configured but
  *   not running (stopping), the worker's last sweep or write failed and no sweep has succeeded
  *   since (the worker clears its error on the next good sweep, about a second later), the queue
  *   depth could not be read, or more than 10 000 deliveries are waiting (the critical alert's
@@ -41,9 +42,11 @@ export interface HealthDeps {
 export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
   const { store, engine } = deps;
   const started = performance.now();
-  const [ping, depth] = await Promise.allSettled([
+  const queuePing = engine?.queue.ping?.bind(engine.queue);
+  const [ping, depth, redis] = await Promise.allSettled([
     withTimeout(store.ping(), TIMEOUT_MS),
     engine ? withTimeout(engine.queue.depth(), TIMEOUT_MS) : Promise.resolve(null),
+    queuePing ? withTimeout(queuePing(), TIMEOUT_MS) : Promise.resolve(null),
   ]);
   const latency = Math.round(performance.now() - started);
   const worker = engine?.worker?.health() ?? null;
@@ -69,6 +72,10 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
     reasons.push("queue_deep");
   if (worker && !worker.running) reasons.push("workers_stopped");
   if (worker?.last_error) reasons.push("worker_error");
+  // Degraded, not unhealthy: emits still land in the database, and the recovery sweep re-queues
+  // them once Redis is back.
+  const redisOk = queuePing ? redis.status === "fulfilled" : null;
+  if (redisOk === false) reasons.push("redis_unreachable");
 
   return {
     status: !database.ok ? "unhealthy" : reasons.length > 0 ? "degraded" : "healthy",
@@ -79,7 +86,7 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
     worker_stats: worker?.stats ?? { processed: 0, successful: 0, failed: 0 },
     reasons,
     database,
-    redis: null,
+    redis: redisOk === null ? null : { ok: redisOk },
   };
 }
 

@@ -57,6 +57,8 @@ export interface DeliveryQueue {
   depth(): Promise<Record<Priority, number>>;
   /** Called with the webhooks that just got work; returns an unsubscribe function. */
   onWake(listener: (webhookIds: readonly string[]) => void): () => void;
+  /** Backends with a server of their own (Redis) answer whether it is reachable. */
+  ping?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -35,7 +35,13 @@ export const postgresBackend: Backend = {
   async open() {
     const schema = await createPgSchema();
     const store = openStore({ databaseUrl: schema.url, pgPoolSize: 4 });
-    await migrate(store);
+    try {
+      await migrate(store);
+    } catch (err) {
+      await store.close();
+      await schema.drop();
+      throw err;
+    }
     return {
       store,
       async cleanup() {

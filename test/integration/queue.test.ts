@@ -6,27 +6,62 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { newId } from "../../src/ids.js";
 import { createPgQueue } from "../../src/queue/pg-queue.js";
 import type { DeliveryQueue } from "../../src/queue/queue.js";
+import { createRedisQueue } from "../../src/queue/redis-queue.js";
 import { createSqliteQueue } from "../../src/queue/sql-queue.js";
 import type { EngineStore, Outcome } from "../../src/store/engine-store.js";
 import { insertWebhook, type Store } from "../../src/store/index.js";
 import { createPgEngineStore } from "../../src/store/pg-engine.js";
 import { createSqliteEngineStore } from "../../src/store/sqlite-engine.js";
-import { backends } from "../helpers/stores.js";
+import { deleteRedisKeys, uniquePrefix } from "../helpers/redis-server.js";
+import { serviceMissing, TEST_REDIS_URL } from "../helpers/services.js";
+import { type Backend, backends, postgresBackend } from "../helpers/stores.js";
 
 const T0 = Date.parse("2026-03-01T00:00:00.000Z");
 const iso = (ms: number) => new Date(ms).toISOString();
 const claim1 = (q: DeliveryQueue, webhookId: string, max: number, now: number, leaseUntil: number) =>
   q.claim([{ webhookId, max, limit: 1000 }], now, leaseUntil);
 
-function queues(store: Store, owner: string): { queue: DeliveryQueue; engine: EngineStore } {
+type QueueKind = "table" | "redis";
+type QueueBackend = Backend & { queue: QueueKind; label: string };
+
+const queueBackends: QueueBackend[] = [
+  ...backends.map((b) => ({ ...b, queue: "table" as const, label: b.name })),
+  // The distributed mode: PostgreSQL stays the store, Redis carries the queue.
+  {
+    ...postgresBackend,
+    queue: "redis",
+    label: "postgres + redis",
+    skip: postgresBackend.skip || serviceMissing("TEST_REDIS_URL"),
+  },
+];
+
+/** The Redis key prefix of the running test: both claimers share it, as processes of one deployment. */
+let redisPrefix = "";
+
+function queues(
+  store: Store,
+  owner: string,
+  kind: QueueKind = "table",
+): { queue: DeliveryQueue; engine: EngineStore } {
   const raw = store.raw;
-  return raw.kind === "sqlite"
-    ? { queue: createSqliteQueue(raw.sqlite, owner), engine: createSqliteEngineStore(raw.sqlite) }
-    : { queue: createPgQueue(raw.pool, owner, { listen: false }), engine: createPgEngineStore(raw.pool) };
+  if (raw.kind === "sqlite") {
+    return { queue: createSqliteQueue(raw.sqlite, owner), engine: createSqliteEngineStore(raw.sqlite) };
+  }
+  const queue =
+    kind === "redis"
+      ? createRedisQueue({
+          url: TEST_REDIS_URL ?? "",
+          pool: raw.pool,
+          owner,
+          prefix: redisPrefix,
+          worker: false,
+        })
+      : createPgQueue(raw.pool, owner, { listen: false });
+  return { queue, engine: createPgEngineStore(raw.pool) };
 }
 
-for (const backend of backends) {
-  describe.skipIf(backend.skip)(`queue conformance: ${backend.name}`, () => {
+for (const backend of queueBackends) {
+  describe.skipIf(backend.skip)(`queue conformance: ${backend.label}`, () => {
     let store: Store;
     let cleanup: () => Promise<void>;
     let a: { queue: DeliveryQueue; engine: EngineStore };
@@ -36,8 +71,9 @@ for (const backend of backends) {
 
     beforeEach(async () => {
       ({ store, cleanup } = await backend.open());
-      a = queues(store, "worker-a");
-      b = queues(store, "worker-b");
+      if (backend.queue === "redis") redisPrefix = uniquePrefix();
+      a = queues(store, "worker-a", backend.queue);
+      b = queues(store, "worker-b", backend.queue);
       hookA = (
         await insertWebhook(store, {
           id: newId("whk"),
@@ -62,6 +98,7 @@ for (const backend of backends) {
     afterEach(async () => {
       await a.queue.close();
       await b.queue.close();
+      if (backend.queue === "redis") await deleteRedisKeys(TEST_REDIS_URL ?? "", redisPrefix);
       await cleanup();
     });
 

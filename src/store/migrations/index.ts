@@ -41,7 +41,25 @@ export class MigrationError extends Error {
   override name = "MigrationError";
 }
 
+/**
+ * Kysely's Migrator introspects every schema of the database; another schema dropped at that very
+ * moment (a concurrent test, an operator's cleanup) fails it with 3F000 although ours is intact.
+ * That is transient: try again.
+ */
 export async function migrate(store: Store): Promise<MigrationOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrateOnce(store);
+    } catch (err) {
+      const code =
+        (err as { cause?: { code?: string }; code?: string }).cause?.code ?? (err as { code?: string }).code;
+      if (code !== "3F000" || attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
+}
+
+async function migrateOnce(store: Store): Promise<MigrationOutcome> {
   // Kysely looks for its bookkeeping tables in every schema unless told which one: name ours, so
   // a second installation in another schema of the same database is not mistaken for this one.
   const schema =
