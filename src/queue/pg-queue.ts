@@ -7,11 +7,18 @@
  */
 import pg from "pg";
 import { canonicalBody, inTransaction, WAKE_CHANNEL } from "../store/pg-engine.js";
-import { PRIORITY_NAMES, type Priority } from "../store/schema.js";
-import { type ClaimedDelivery, type DeliveryQueue, WakeSignal } from "./queue.js";
+import type { Priority } from "../store/schema.js";
+import { type ClaimedDelivery, type DeliveryQueue, depthByPriority, WAITING, WakeSignal } from "./queue.js";
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
+
+/** The backlog by priority, counted in PostgreSQL (exact, whatever carries the ids). */
+export async function pgDepth(pool: pg.Pool): Promise<Record<Priority, number>> {
+  const res = await pool.query<{ priority: number; n: number }>(
+    `SELECT priority, count(*)::int AS n FROM webhook_deliveries WHERE ${WAITING} GROUP BY priority`,
+  );
+  return depthByPriority(res.rows);
+}
 
 export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: boolean }): DeliveryQueue {
   const wake = new WakeSignal();
@@ -130,17 +137,7 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
       wake.fire([...new Set(entries.map((e) => e.webhookId))]);
     },
     async settle() {},
-    async depth() {
-      const res = await pool.query<{ priority: number; n: number }>(
-        `SELECT priority, count(*)::int AS n FROM webhook_deliveries WHERE ${WAITING} GROUP BY priority`,
-      );
-      const out: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-      for (const r of res.rows) {
-        const name = PRIORITY_NAMES[r.priority];
-        if (name) out[name] += r.n;
-      }
-      return out;
-    },
+    depth: () => pgDepth(pool),
     onWake: (l) => wake.on(l),
     async close() {
       closed = true;

@@ -27,7 +27,7 @@ import { Redis } from "ioredis";
 import type pg from "pg";
 import { type Clock, systemClock } from "../clock.js";
 import { canonicalBody } from "../store/pg-engine.js";
-import { PRIORITY_NAMES, type Priority } from "../store/schema.js";
+import { pgDepth } from "./pg-queue.js";
 import type { ClaimedDelivery, DeliveryQueue, QueueEntry } from "./queue.js";
 import { WakeSignal } from "./queue.js";
 import { type RedisKeys, redisKeys } from "./redis-keys.js";
@@ -344,18 +344,8 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
       await flushUnsettled();
     },
 
-    async depth() {
-      // Counted in the database: exact, and still answered while Redis is away.
-      const res = await pool.query<{ priority: number; n: number }>(
-        `SELECT priority, count(*)::int AS n FROM webhook_deliveries WHERE ${WAITING} GROUP BY priority`,
-      );
-      const out: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-      for (const r of res.rows) {
-        const name = PRIORITY_NAMES[r.priority];
-        if (name) out[name] += r.n;
-      }
-      return out;
-    },
+    // Counted in the database: exact, and still answered while Redis is away.
+    depth: () => pgDepth(pool),
 
     onWake: (listener) => wake.on(listener),
 

@@ -17,10 +17,11 @@
  */
 import type { Redis } from "ioredis";
 import type pg from "pg";
+import { WAITING } from "./queue.js";
 import type { RedisKeys } from "./redis-keys.js";
 import { scripts } from "./redis-scripts.js";
 
-export const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
+export { WAITING };
 /** A timestamptz column as epoch milliseconds. */
 export const epochMs = (col: string) => `round(extract(epoch from ${col}) * 1000)::float8`;
 export const iso = (ms: number) => new Date(ms).toISOString();

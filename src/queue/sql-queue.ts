@@ -9,11 +9,17 @@
  * at-least-once, with nothing to clean up. A second process on the same file waits as a standby.
  */
 import type SQLite from "better-sqlite3";
-import { PRIORITY_NAMES, type Priority } from "../store/schema.js";
-import { type ClaimedDelivery, type DeliveryQueue, type QueueEntry, WakeSignal } from "./queue.js";
+import { PRIORITY_NAMES } from "../store/schema.js";
+import {
+  type ClaimedDelivery,
+  type DeliveryQueue,
+  depthByPriority,
+  type QueueEntry,
+  WAITING,
+  WakeSignal,
+} from "./queue.js";
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
 
 /** True when `owner` names a process on this host that no longer exists. */
 function ownerIsDead(owner: string, host: string): boolean {
@@ -156,14 +162,7 @@ export function createSqliteQueue(sqlite: SQLite.Database, owner: string): Deliv
     async settle(entries) {
       forget(entries.map((e) => e.entry));
     },
-    async depth() {
-      const out: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-      for (const r of st.depth.all()) {
-        const name = PRIORITY_NAMES[r.priority];
-        if (name) out[name] += r.n;
-      }
-      return out;
-    },
+    depth: async () => depthByPriority(st.depth.all()),
     onWake: (listener) => wake.on(listener),
     async close() {
       // Hand the file over at once rather than when the lock runs out.

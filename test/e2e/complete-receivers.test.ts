@@ -8,11 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config.js";
-import { createEngine } from "../../src/engine.js";
-import { createLogger } from "../../src/logger.js";
-import { migrate, openStore } from "../../src/store/index.js";
 import { freePort, startServe } from "../helpers/cli.js";
+import { openProducer } from "../helpers/engine.js";
 import { REQUIRE_SERVICES } from "../helpers/services.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -43,14 +40,7 @@ async function until(check: () => Promise<boolean>, what: string, ms = 20_000): 
 describe.skipIf(!hasFastApi)("complete receivers and a running service", () => {
   it("FastAPI and Express receivers each accept a real delivery", async () => {
     const sqlitePath = join(dir, "svc.db");
-    const store = openStore({ sqlitePath });
-    await migrate(store);
-    const producer = createEngine({
-      store,
-      config: loadConfig({ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32" }),
-      logger: createLogger("silent"),
-      workers: false,
-    });
+    const { engine: producer, close: closeProducer } = await openProducer(sqlitePath);
     const [fastPort, expressPort] = [await freePort(), await freePort()];
     const fast = await producer.manager.create("alice", {
       url: `http://127.0.0.1:${fastPort}/webhooks/continuum`,
@@ -103,8 +93,7 @@ describe.skipIf(!hasFastApi)("complete receivers and a running service", () => {
     } finally {
       await served.stop();
       for (const c of children) c.kill("SIGTERM");
-      await producer.close();
-      await store.close();
+      await closeProducer();
     }
   }, 60_000);
 });

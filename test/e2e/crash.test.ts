@@ -6,11 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config.js";
-import { createEngine } from "../../src/engine.js";
-import { createLogger } from "../../src/logger.js";
-import { migrate, openStore } from "../../src/store/index.js";
 import { startServe } from "../helpers/cli.js";
+import { openProducer } from "../helpers/engine.js";
 import { startReceiver } from "../helpers/receiver.js";
 
 const dir = mkdtempSync(join(tmpdir(), "cw-crash-"));
@@ -20,15 +17,8 @@ describe("crash safety (embedded)", () => {
   it("delivers every acknowledged event at least once across a SIGKILL and restart", async () => {
     const rx = await startReceiver({ reply: { delayMs: 2 } });
     const sqlitePath = join(dir, "crash.db");
-    const store = openStore({ sqlitePath });
-    await migrate(store);
     // The producer is this test process, writing to the same file as `serve`; it runs no workers.
-    const producer = createEngine({
-      store,
-      config: loadConfig({ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32" }),
-      logger: createLogger("silent"),
-      workers: false,
-    });
+    const { engine: producer, store, close: closeProducer } = await openProducer(sqlitePath);
     const env = { SQLITE_PATH: sqlitePath, WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32", WEBHOOK_WORKERS: "20" };
     let served = await startServe(["serve"], { env });
     try {
@@ -70,8 +60,7 @@ describe("crash safety (embedded)", () => {
       expect(Number(left.n)).toBe(0);
     } finally {
       await served.stop("SIGKILL");
-      await producer.close();
-      await store.close();
+      await closeProducer();
       await rx.close();
     }
   }, 120_000);

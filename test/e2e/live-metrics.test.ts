@@ -6,11 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { loadConfig } from "../../src/config.js";
-import { createEngine } from "../../src/engine.js";
-import { createLogger } from "../../src/logger.js";
-import { migrate, openStore } from "../../src/store/index.js";
 import { startServe } from "../helpers/cli.js";
+import { openProducer } from "../helpers/engine.js";
 import {
   dashboardExprs,
   exportedNames,
@@ -26,14 +23,7 @@ it("every metric of the dashboard and the alert rules is exported by a running s
   const sqlitePath = join(dir, "live.db");
   const good = await startReceiver();
   const bad = await startReceiver({ reply: { status: 500 } });
-  const store = openStore({ sqlitePath });
-  await migrate(store);
-  const producer = createEngine({
-    store,
-    config: loadConfig({ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32" }),
-    logger: createLogger("silent"),
-    workers: false,
-  });
+  const { engine: producer, close: closeProducer } = await openProducer(sqlitePath);
   const served = await startServe(["serve"], {
     env: { SQLITE_PATH: sqlitePath, WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32", WEBHOOK_BREAKER_THRESHOLD: "1" },
   });
@@ -79,8 +69,7 @@ it("every metric of the dashboard and the alert rules is exported by a running s
     expect(scrape).toMatch(/webhook_failures_total\{endpoint="whk_[0-9A-Z]+",error_type="http_status"\} 1/);
   } finally {
     await served.stop();
-    await producer.close();
-    await store.close();
+    await closeProducer();
     await good.close();
     await bad.close();
     rmSync(dir, { recursive: true, force: true });

@@ -59,3 +59,28 @@ export async function startTestEngine(
     },
   };
 }
+
+/**
+ * A producer beside a `serve` child process: an engine without workers on the same SQLite file,
+ * so the test emits and manages webhooks while the child delivers.
+ */
+export async function openProducer(
+  sqlitePath: string,
+): Promise<{ engine: Engine; store: Store; close(): Promise<void> }> {
+  const store = openStore({ sqlitePath });
+  await migrate(store);
+  const engine = createEngine({
+    store,
+    config: loadConfig({ WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32" }),
+    logger: createLogger("silent"),
+    workers: false,
+  });
+  return {
+    engine,
+    store,
+    async close() {
+      await engine.close();
+      await store.close();
+    },
+  };
+}
