@@ -5,7 +5,8 @@
  * up — the worker's periodic sweep finds everything anyway, so a lost notification costs at
  * most one sweep interval.
  */
-import pg from "pg";
+import type pg from "pg";
+import { loadPg } from "../store/db.js";
 import { canonicalBody, inTransaction, WAKE_CHANNEL } from "../store/pg-engine.js";
 import type { Priority } from "../store/schema.js";
 import { type ClaimedDelivery, type DeliveryQueue, depthByPriority, WAITING, WakeSignal } from "./queue.js";
@@ -29,7 +30,7 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
   const listen = async () => {
     if (closed) return;
     const opts = pool.options as pg.ClientConfig;
-    const client = new pg.Client({ ...opts });
+    const client = new (loadPg().Client)({ ...opts });
     client.on("error", () => {
       // The connection broke: drop it and listen again shortly. Sweeps cover the gap.
       client.end().catch(() => {});

@@ -23,7 +23,8 @@
  * piggybacked on the workers' `readyWebhooks` (and run at once when Redis comes back) re-queues it.
  */
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis as RedisClient } from "ioredis";
 import type pg from "pg";
 import { type Clock, systemClock } from "../clock.js";
 import { canonicalBody } from "../store/pg-engine.js";
@@ -101,7 +102,9 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
   const wake = new WakeSignal();
   // Fail fast: a call made while Redis is away errors after one reconnect attempt instead of
   // queueing forever, so an emit is never held up by it (the row is committed; the sweep finds it).
-  const redis = new Redis(opts.url, {
+  // Loaded here, not at the top: only the distributed mode pays for ioredis (~20 MB resident).
+  const { Redis } = createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
+  const redis: RedisClient = new Redis(opts.url, {
     maxRetriesPerRequest: 1,
     connectTimeout: 3000,
     commandTimeout: 5000,
@@ -179,7 +182,7 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
     sweepSoon(clock.now());
   });
 
-  let sub: Redis | undefined;
+  let sub: RedisClient | undefined;
   if (opts.worker) {
     // Wake-ups from other processes' emits; like NOTIFY, they only speed things up.
     sub = redis.duplicate();

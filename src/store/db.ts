@@ -4,7 +4,7 @@ import { dirname } from "node:path";
 import { Worker } from "node:worker_threads";
 import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 import type { Database } from "./schema.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -76,7 +76,7 @@ parentPort.on("message", () => { clearInterval(timer); db.close(); process.exit(
 `;
 
 function startCheckpointer(sqlite: SQLite.Database, path: string): () => Promise<void> {
-  const module = createRequire(import.meta.url).resolve("better-sqlite3");
+  const module = requireCjs.resolve("better-sqlite3");
   const worker = new Worker(CHECKPOINTER, { eval: true, workerData: { module, path, intervalMs: 250 } });
   worker.unref();
   sqlite.pragma("wal_autocheckpoint = 0");
@@ -128,24 +128,37 @@ const NUMERIC = 1700;
 const JSON_OID = 114;
 const JSONB = 3802;
 
+const requireCjs = createRequire(import.meta.url);
+
+/**
+ * The pg driver, loaded on first use: the embedded mode never needs it, and every megabyte of
+ * an idle process counts when many run side by side.
+ */
+export function loadPg(): typeof import("pg") {
+  return requireCjs("pg") as typeof import("pg");
+}
+
 /** Per-pool type parsers (not the global pg.types) so two stores in one process never interfere. */
-const pgTypes = {
-  getTypeParser(oid: number, format?: "text" | "binary") {
-    if (oid === TIMESTAMPTZ || oid === TIMESTAMP) {
-      const parse = pg.types.getTypeParser(oid, "text") as (v: string) => Date;
-      return (v: string) => parse(v).toISOString();
-    }
-    if (oid === INT8 || oid === NUMERIC) return (v: string) => Number(v);
-    if (oid === JSON_OID || oid === JSONB) return (v: string) => v;
-    return pg.types.getTypeParser(oid, format ?? "text");
-  },
-} as pg.CustomTypesConfig;
+function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
+  return {
+    getTypeParser(oid: number, format?: "text" | "binary") {
+      if (oid === TIMESTAMPTZ || oid === TIMESTAMP) {
+        const parse = types.getTypeParser(oid, "text") as (v: string) => Date;
+        return (v: string) => parse(v).toISOString();
+      }
+      if (oid === INT8 || oid === NUMERIC) return (v: string) => Number(v);
+      if (oid === JSON_OID || oid === JSONB) return (v: string) => v;
+      return types.getTypeParser(oid, format ?? "text");
+    },
+  } as pg.CustomTypesConfig;
+}
 
 function openPostgres(url: string, options: StoreOptions): Store {
+  const pg = loadPg();
   const pool = new pg.Pool({
     connectionString: url,
     max: options.pgPoolSize ?? 10,
-    types: pgTypes,
+    types: pgTypes(pg.types),
     options: pgStartupOptions(url, options.pgSchema),
     connectionTimeoutMillis: 5000,
   });
