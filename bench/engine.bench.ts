@@ -288,6 +288,8 @@ async function backlogMemory(rx: ReceiverProcess): Promise<Figure[]> {
             SQLITE_PATH: sqlitePath,
             WEBHOOK_ALLOW_TARGETS: "127.0.0.1/32",
             LOG_LEVEL: "warn",
+            // e.g. --max-semi-space-size=2, to see what V8's heap sizing does to the peak.
+            NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? "",
           },
           stdio: "ignore",
         },
