@@ -9,9 +9,31 @@ import type pg from "pg";
 import { loadPg } from "../store/db.js";
 import { canonicalBody, inTransaction, WAKE_CHANNEL } from "../store/pg-engine.js";
 import type { Priority } from "../store/schema.js";
-import { type ClaimedDelivery, type DeliveryQueue, depthByPriority, WAITING, WakeSignal } from "./queue.js";
+import {
+  type ClaimRow,
+  claimedFromRow,
+  type DeliveryQueue,
+  depthByPriority,
+  WAITING,
+  WakeSignal,
+} from "./queue.js";
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Keeps this owner's leased rows hidden until `leaseUntil` (shared with the Redis queue). */
+export async function extendPgLeases(
+  pool: pg.Pool,
+  ids: readonly string[],
+  leaseUntil: number,
+  owner: string,
+): Promise<void> {
+  if (ids.length === 0) return;
+  await pool.query(
+    `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1
+     WHERE id = ANY($2::text[]) AND lease_owner = $3 AND ${WAITING}`,
+    [iso(leaseUntil), ids, owner],
+  );
+}
 
 /** The backlog by priority, counted in PostgreSQL (exact, whatever carries the ids). */
 export async function pgDepth(pool: pg.Pool): Promise<Record<Priority, number>> {
@@ -75,14 +97,7 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
         await c.query("SELECT pg_advisory_xact_lock(hashtext('cw:' || w)) FROM unnest($1::text[]) AS w", [
           wanted.map((r) => r.webhookId),
         ]);
-        return c.query<{
-          id: string;
-          webhook_id: string;
-          priority: number;
-          event: string;
-          payload: string;
-          attempts: number;
-        }>(
+        return c.query<ClaimRow>(
           `WITH req AS (
              SELECT r.webhook_id, LEAST(r.n, GREATEST(r.lim - (
                SELECT count(*) FROM webhook_deliveries x
@@ -109,25 +124,9 @@ export function createPgQueue(pool: pg.Pool, owner: string, opts: { listen: bool
       });
       // RETURNING does not keep the sub-select's order: restore priority, then age.
       res.rows.sort((x, y) => x.priority - y.priority || (x.id < y.id ? -1 : 1));
-      return res.rows.map(
-        (r): ClaimedDelivery => ({
-          id: r.id,
-          webhookId: r.webhook_id,
-          priority: r.priority,
-          event: r.event,
-          payload: canonicalBody(r.payload),
-          attempts: r.attempts,
-        }),
-      );
+      return res.rows.map((r) => claimedFromRow(r, canonicalBody));
     },
-    async extend(ids, leaseUntil) {
-      if (ids.length === 0) return;
-      await pool.query(
-        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1
-         WHERE id = ANY($2::text[]) AND lease_owner = $3 AND ${WAITING}`,
-        [iso(leaseUntil), ids, owner],
-      );
-    },
+    extend: (ids, leaseUntil) => extendPgLeases(pool, ids, leaseUntil, owner),
     async release(entries, dueAt) {
       if (entries.length === 0) return;
       await pool.query(

@@ -90,3 +90,25 @@ export function depthByPriority(
   }
   return out;
 }
+
+/** A claimed row as every SQL claim statement returns it. */
+export interface ClaimRow {
+  id: string;
+  webhook_id: string;
+  priority: number;
+  event: string;
+  payload: string;
+  attempts: number;
+}
+
+/** `body` turns the stored payload into the exact bytes to send (PostgreSQL re-canonicalizes). */
+export function claimedFromRow(r: ClaimRow, body: (payload: string) => string = (p) => p): ClaimedDelivery {
+  return {
+    id: r.id,
+    webhookId: r.webhook_id,
+    priority: r.priority,
+    event: r.event,
+    payload: body(r.payload),
+    attempts: r.attempts,
+  };
+}

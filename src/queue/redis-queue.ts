@@ -28,9 +28,9 @@ import type { Redis as RedisClient } from "ioredis";
 import type pg from "pg";
 import { type Clock, systemClock } from "../clock.js";
 import { canonicalBody } from "../store/pg-engine.js";
-import { pgDepth } from "./pg-queue.js";
-import type { ClaimedDelivery, DeliveryQueue, QueueEntry } from "./queue.js";
-import { WakeSignal } from "./queue.js";
+import { extendPgLeases, pgDepth } from "./pg-queue.js";
+import type { ClaimRow, DeliveryQueue, QueueEntry } from "./queue.js";
+import { claimedFromRow, WakeSignal } from "./queue.js";
 import { type RedisKeys, redisKeys } from "./redis-keys.js";
 import { epochMs, iso, type ReconcileReport, type SweepContext, sweep, WAITING } from "./redis-recovery.js";
 import { grouped, scripts } from "./redis-scripts.js";
@@ -84,14 +84,6 @@ const CLAIM_SQL = `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until
   WHERE id = ANY($3::text[]) AND ${WAITING} AND (next_retry_at <= $4 OR lease_owner IS NOT NULL)
   RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts`;
 
-interface ClaimRow {
-  id: string;
-  webhook_id: string;
-  priority: number;
-  event: string;
-  payload: string;
-  attempts: number;
-}
 export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
   const { pool, owner } = opts;
   const clock = opts.clock ?? systemClock;
@@ -295,26 +287,13 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
       }
       rows.sort((x, y) => order.get(x.id)! - order.get(y.id)!);
       for (const r of rows) held.set(r.id, r.webhook_id);
-      return rows.map(
-        (r): ClaimedDelivery => ({
-          id: r.id,
-          webhookId: r.webhook_id,
-          priority: r.priority,
-          event: r.event,
-          payload: canonicalBody(r.payload),
-          attempts: r.attempts,
-        }),
-      );
+      return rows.map((r) => claimedFromRow(r, canonicalBody));
     },
 
     async extend(ids, leaseUntil) {
       const mine = ids.filter((id) => held.has(id));
       if (mine.length === 0) return;
-      await pool.query(
-        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1
-         WHERE id = ANY($2::text[]) AND lease_owner = $3 AND ${WAITING}`,
-        [iso(leaseUntil), mine, owner],
-      );
+      await extendPgLeases(pool, mine, leaseUntil, owner);
       live();
       for (const g of grouped(
         mine,

@@ -12,6 +12,8 @@ import type SQLite from "better-sqlite3";
 import { PRIORITY_NAMES } from "../store/schema.js";
 import {
   type ClaimedDelivery,
+  type ClaimRow,
+  claimedFromRow,
   type DeliveryQueue,
   depthByPriority,
   type QueueEntry,
@@ -63,6 +65,9 @@ export function createSqliteQueue(sqlite: SQLite.Database, owner: string): Deliv
     ),
     lock: sqlite.prepare<[], { owner: string; expires_at: string }>(
       "SELECT owner, expires_at FROM engine_lock WHERE id = 1",
+    ),
+    renewLock: sqlite.prepare<[string, string]>(
+      "UPDATE engine_lock SET expires_at = max(expires_at, ?) WHERE id = 1 AND owner = ?",
     ),
     takeLock: sqlite.prepare<[string, string]>(
       `INSERT INTO engine_lock (id, owner, expires_at) VALUES (1, ?, ?)
@@ -134,21 +139,15 @@ export function createSqliteQueue(sqlite: SQLite.Database, owner: string): Deliv
             }
             mine.add(r.id);
             got++;
-            out.push({
-              id: r.id,
-              webhookId: r.webhook_id,
-              priority: r.priority,
-              event: r.event,
-              payload: r.payload,
-              attempts: r.attempts,
-            });
+            out.push(claimedFromRow(r));
           }
         }
       }
       return out;
     },
     async extend(_ids, leaseUntil) {
-      acquire(Date.now(), leaseUntil);
+      // The lock is the lease here: keep it ours for longer (never taking it from anyone).
+      if (holding && st.renewLock.run(iso(leaseUntil), owner).changes > 0) lockedUntil = leaseUntil;
     },
     async release(entries, dueAt) {
       if (entries.length === 0) return;
@@ -170,13 +169,4 @@ export function createSqliteQueue(sqlite: SQLite.Database, owner: string): Deliv
       held.clear();
     },
   };
-}
-
-interface ClaimRow {
-  id: string;
-  webhook_id: string;
-  priority: number;
-  event: string;
-  payload: string;
-  attempts: number;
 }

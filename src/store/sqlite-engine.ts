@@ -56,6 +56,8 @@ export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
 
   const emitTx = sqlite.transaction((rows: EmitRow[], now: string, idemCutoff: string) => {
     const writes: EmitWrite[] = [];
+    // A batch is usually one producer's events for a few users: read each user's webhooks once.
+    const byUser = new Map<string, Array<{ id: string; events: string }>>();
     for (const row of rows) {
       if (row.idempotencyKey !== null) {
         const prior = st.findIdem.get(row.userId, row.idempotencyKey);
@@ -65,10 +67,12 @@ export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
         }
         if (prior) st.clearIdem.run(prior.id);
       }
-      const targets = st.subscribers
-        .all(row.userId)
-        .filter((w) => subscribed(w.events, row.event))
-        .map((w) => w.id);
+      let hooks = byUser.get(row.userId);
+      if (!hooks) {
+        hooks = st.subscribers.all(row.userId);
+        byUser.set(row.userId, hooks);
+      }
+      const targets = hooks.filter((w) => subscribed(w.events, row.event)).map((w) => w.id);
       st.insertEvent.run({
         id: row.eventId,
         user_id: row.userId,

@@ -196,16 +196,3 @@ export async function deleteWebhook(store: Store, id: string, userId?: string): 
   const res = await q.executeTakeFirst();
   return Number(res.numDeletedRows) > 0;
 }
-
-export async function setBreakerState(
-  store: Store,
-  id: string,
-  state: BreakerState,
-  openedAt: string | null,
-): Promise<void> {
-  await store.db
-    .updateTable("webhooks")
-    .set({ breaker_state: state, breaker_opened_at: openedAt })
-    .where("id", "=", id)
-    .execute();
-}
