@@ -36,9 +36,9 @@ interface Case {
   age?: number;
 }
 
-// Payloads only use numbers whose JSON.stringify spelling parses to the same Python type (no
-// integers of 1e21 and up, no -0), so json.load of this file then json.dumps(payload,
-// sort_keys=True) reproduces `body` in Python too.
+// The body's number rule is defined on JSON.stringify's spelling, which is also how this file is
+// written, so json.load of this file then json.dumps(payload, sort_keys=True) reproduces `body` in
+// Python for every number, 1e21 and up and -0 included.
 const CASES: Case[] = [
   {
     name: "memory.created",
@@ -149,6 +149,21 @@ const CASES: Case[] = [
     event: "memory.deleted",
     data: { memory_id: "mem_new" },
     age: -TOLERANCE_SECONDS,
+  },
+  {
+    name: "integral numbers from 1e21 up in Python float notation",
+    event: "sync.completed",
+    data: {
+      below_1e21: 999999999999999900000,
+      at_1e21: 1e21,
+      negative: -1e22,
+      huge: 1.5e300,
+      largest: Number.MAX_VALUE,
+      beyond_safe: 2 ** 60,
+      negative_zero: -0,
+      tiny: 1e-7,
+      small: 0.0001,
+    },
   },
 ];
 

@@ -5,16 +5,20 @@
  * so that receivers written against the original CONTINUUM examples (which re-serialize the parsed
  * payload before checking the HMAC) and receivers that verify the raw body both succeed.
  *
- * Number rules (JS has one number type, Python two):
- * - An integral number prints as Python prints `int(x)`: all digits, never an exponent
- *   (`5`, `1e21` → `1000000000000000000000`, `2**60` → `1152921504606846976`). A JSON body we send
- *   therefore parses back to a Python int, and `json.dumps` of that int reproduces it exactly.
- * - Negative zero prints as `0`. It is integral, and Python's `json.loads("-0")` is the int 0, so a
- *   Python receiver re-serializing our body gets `0` back. (`-0.0` would round-trip too, but would
- *   be the only integral value printed as a float.)
- * - Other finite numbers print as Python's `repr(float)`: the same shortest round-trip digits as JS,
- *   formatted with an exponent below 1e-4 (`1e-05`, `1.5e-07`). Non-integral doubles are all below
- *   2**52 < 1e16, so Python's upper switch to exponent notation never applies to them.
+ * Number rules (JS has one number type, Python two). The body is what CPython prints for
+ * `json.loads` of the text JSON.stringify makes of the value: a JS producer's JSON and a Python
+ * receiver's re-serialization of our body then agree on every number.
+ * - An integral number below 1e21 prints as JSON.stringify prints it: digits, no exponent, which
+ *   Python reads as an int and prints back unchanged (`5`, `1e20` → `100000000000000000000`).
+ *   Beyond 2**53 these are JS's shortest round-trip digits padded with zeros (`2**60` →
+ *   `1152921504606847000`, not its exact `1152921504606846976`): the same double, spelled as every
+ *   JS producer spells it.
+ * - Negative zero prints as `0`, as JSON.stringify prints it (Python reads the int 0).
+ * - Everything else prints as Python's `repr(float)`: the same shortest round-trip digits as JS,
+ *   with an exponent from 1e16 up and below 1e-4. JS agrees at both ends except between 1e-6 and
+ *   1e-4 (`0.00001`, where Python prints `1e-05`) and in the exponent's width (`1e-7` vs `1e-07`).
+ *   Non-integral doubles are all below 2**52 < 1e16, and from 1e21 up JS switches to exponents
+ *   too, in Python's very spelling (`1e+21`, `1.7976931348623157e+308`): both print those as is.
  */
 import { createHmac, randomBytes } from "node:crypto";
 
@@ -62,10 +66,8 @@ function quote(s: string): string {
 }
 
 function formatNumber(n: number): string {
-  if (Number.isInteger(n)) {
-    // String() is exact only within the safe range; beyond it, it pads shortest digits with zeros.
-    return Number.isSafeInteger(n) ? String(n) : BigInt(n).toString(); // String(-0) is "0"
-  }
+  // String() is JSON.stringify's spelling (and "0" for -0); see the number rules at the top.
+  if (Number.isInteger(n)) return String(n);
   if (!Number.isFinite(n)) throw UNSERIALIZABLE;
   if (n >= 1e-4 || n <= -1e-4) return String(n);
   // toExponential() without an argument gives the shortest round-trip digits; Python pads the

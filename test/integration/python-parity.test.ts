@@ -2,11 +2,14 @@
  * §4's promise, checked against the real thing: our body is byte for byte what Python's
  * `json.dumps(payload, sort_keys=True)` prints, and our X-Continuum-Signature is Python's HMAC.
  *
- * The corpus reaches Python through JSON.stringify (V8's serializer, not ours), and Python reads
- * every number the way JS does (as a double) and then applies our documented rule: an integral
- * number is an int. That makes Python an independent implementation of the rule rather than an
- * echo of our own output. Separately, Python re-serializes OUR body with plain `json.loads`, which
- * is what a receiver following the original CONTINUUM examples does, and must get the same bytes.
+ * The corpus reaches Python through JSON.stringify (V8's serializer, not ours) and plain
+ * `json.loads`: our documented number rule is exactly "what CPython prints for json.loads of
+ * JSON.stringify's text", so Python is an independent implementation of it rather than an echo of
+ * our own output. Separately, Python re-serializes OUR body with `json.loads`, which is what a
+ * receiver following the original CONTINUUM examples does, and must get the same bytes.
+ *
+ * Needs python3 (see test/helpers/toolchains.ts: skipped without it, failed under
+ * REQUIRE_TOOLCHAINS=1).
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -15,6 +18,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TEST_VECTORS_PATH } from "../../scripts/gen-test-vectors.js";
 import { canonicalJson, signWebhook } from "../../src/signer.js";
+import { needToolchain, PYTHON } from "../helpers/toolchains.js";
 
 const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TIMESTAMP = 1_767_225_600;
@@ -23,19 +27,12 @@ const CORPUS_SIZE = 1500;
 const PYTHON_SCRIPT = String.raw`
 import hashlib, hmac, json, sys
 
-def as_js_float(text):
-    f = float(text)
-    return int(f) if f.is_integer() else f
-
-def as_js_int(text):
-    return int(float(text))  # JS holds every number as a double
-
 corpus_path, ours_path, vectors_path, secret, ts = sys.argv[1:6]
 key = secret.encode("utf-8")
 corpus = []
 with open(corpus_path, encoding="utf-8") as fc, open(ours_path, encoding="utf-8") as fo:
     for line, ours in zip(fc, fo):
-        value = json.loads(line, parse_float=as_js_float, parse_int=as_js_int)
+        value = json.loads(line)
         body = json.dumps(value, sort_keys=True)
         sig = hmac.new(key, f"{ts}.{body}".encode("utf-8"), hashlib.sha256).hexdigest()
         corpus.append([body, sig, json.dumps(json.loads(ours.rstrip("\n")), sort_keys=True)])
@@ -50,16 +47,6 @@ with open(vectors_path, encoding="utf-8") as fv:
 
 json.dump({"corpus": corpus, "vector_failures": vector_failures}, sys.stdout)
 `;
-
-function findPython(): string | undefined {
-  for (const candidate of ["python3", "/usr/bin/python3"]) {
-    const probe = spawnSync(candidate, ["-c", "import sys; assert sys.version_info >= (3, 6)"], {
-      stdio: "ignore",
-    });
-    if (probe.status === 0) return candidate;
-  }
-  return undefined;
-}
 
 /** mulberry32: a tiny seeded PRNG, so a failure reproduces exactly. */
 function prng(seed: number): () => number {
@@ -91,6 +78,14 @@ const SPECIAL_NUMBERS = [
   1.5e-7,
   1.5e21,
   1e21,
+  -1e21,
+  1e22,
+  -1e22,
+  999999999999999900000, // the largest double below 1e21
+  2 ** 64,
+  2 ** 70,
+  1.5e300,
+  -Number.MAX_VALUE,
   1e16,
   1e15 + 0.5,
   123456789.125,
@@ -139,7 +134,7 @@ function generator(random: () => number) {
   const text = (max: number) => Array.from({ length: int(max) }, char).join("");
 
   function number(): number {
-    switch (int(6)) {
+    switch (int(7)) {
       case 0:
         return pick(SPECIAL_NUMBERS);
       case 1: {
@@ -156,6 +151,10 @@ function generator(random: () => number) {
         return Math.floor((random() - 0.5) * 2 ** 54);
       case 4:
         return int(1000) - 500;
+      case 5:
+        // Integral, from well inside the safe range to the largest double: where Python's int
+        // digits give way to its float notation.
+        return Math.floor((random() - 0.5) * 2 * 10 ** (10 + int(299)));
       default:
         return Number((random() * 1000).toFixed(int(6)));
     }
@@ -186,25 +185,21 @@ function generator(random: () => number) {
   return () => value(0);
 }
 
-const python = findPython();
-const requireServices = process.env.REQUIRE_SERVICES === "1";
+/** Every special number in one payload, so none depends on the generator's luck; then the seeded rest. */
+function corpus(): unknown[] {
+  const next = generator(prng(20260101));
+  return [[...SPECIAL_NUMBERS], ...Array.from({ length: CORPUS_SIZE - 1 }, next)];
+}
+
 const dir = mkdtempSync(join(tmpdir(), "cw-python-parity-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-if (python === undefined) {
-  describe("python parity", () => {
-    const why = "python3 not found on PATH nor at /usr/bin/python3";
-    if (requireServices) it("python3 is required when REQUIRE_SERVICES=1", () => expect.fail(why));
-    else it.skip(`skipped: ${why}`, () => {});
-  });
-}
-
-describe.runIf(python !== undefined)("python parity", () => {
-  it(`matches json.dumps(sort_keys=True) and Python's HMAC for ${CORPUS_SIZE} seeded payloads`, () => {
-    const next = generator(prng(20260101));
-    const corpus = Array.from({ length: CORPUS_SIZE }, next);
+describe("python parity", () => {
+  it(`matches json.dumps(sort_keys=True) and Python's HMAC for ${CORPUS_SIZE} seeded payloads`, (ctx) => {
+    needToolchain(ctx, "python");
+    const values = corpus();
     // Envelopes like real deliveries, plus the bare values: top-level scalars must work too.
-    const signed = corpus.map((data, i) =>
+    const signed = values.map((data, i) =>
       signWebhook({
         secret: SECRET,
         payload: i % 2 === 0 ? { id: `evt_${i}`, event: "memory.created", data } : data,
@@ -213,7 +208,7 @@ describe.runIf(python !== undefined)("python parity", () => {
         event: "memory.created",
       }),
     );
-    const inputs = corpus.map((data, i) =>
+    const inputs = values.map((data, i) =>
       i % 2 === 0 ? { id: `evt_${i}`, event: "memory.created", data } : data,
     );
 
@@ -223,7 +218,7 @@ describe.runIf(python !== undefined)("python parity", () => {
     writeFileSync(oursPath, `${signed.map((s) => s.body).join("\n")}\n`);
 
     const run = spawnSync(
-      python!,
+      PYTHON,
       ["-c", PYTHON_SCRIPT, corpusPath, oursPath, TEST_VECTORS_PATH, SECRET, String(TIMESTAMP)],
       { encoding: "utf8", maxBuffer: 512 * 1024 * 1024 },
     );
@@ -257,13 +252,17 @@ describe.runIf(python !== undefined)("python parity", () => {
   });
 
   it("the corpus exercises what it claims to", () => {
-    const next = generator(prng(20260101));
-    const all = canonicalJson(Array.from({ length: CORPUS_SIZE }, next));
+    const values = corpus();
+    const all = canonicalJson(values);
     expect(all).toMatch(/\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}/); // astral pairs
     expect(all).toMatch(/\\udb[c-f][0-9a-f]\\ud[c-f][0-9a-f]{2}/); // the last planes
     expect(all).toMatch(/\\u00[01][0-9a-f]/); // controls
     expect(all).toMatch(/\de-\d\d/); // exponent floats
-    expect(all).toMatch(/\d{22,}/); // integers beyond 1e21
+    // Integral magnitudes on both sides of 1e21, beyond the special numbers' own payload.
+    const rest = canonicalJson(values.slice(1));
+    expect(rest).toMatch(/(?<![\d.e-])-?[1-9]\d{16,20}(?![\d.e])/); // digits between 1e16 and 1e21
+    expect(rest).toMatch(/(?<![\d.])-?[1-9](\.\d+)?e\+(2[1-9]|[3-9]\d|[12]\d\d|30[0-8])(?!\d)/); // 1e+21 ... 1e+308
+    expect(all).toContain("1.7976931348623157e+308");
     expect(all).toContain('"\\ufb01": ');
     expect(all).toContain('"\\ud83d\\ude00": ');
   });

@@ -37,10 +37,17 @@ describe("canonicalJson", () => {
       "[0, 5, -17, 9007199254740991, -9007199254740991]",
     ],
     ["negative zero prints as 0", -0, "0"],
-    ["1e21 prints as Python's int(1e21)", 1e21, "1000000000000000000000"],
-    ["2**60 prints its exact value", 2 ** 60, "1152921504606846976"],
-    ["1.5e21 is integral", -1.5e21, "-1500000000000000000000"],
     ["1e20 without exponent", 1e20, "100000000000000000000"],
+    ["the largest double below 1e21 as digits", 999999999999999900000, "999999999999999900000"],
+    // Python's json.loads of JSON.stringify's "1152921504606847000" is that int, not 2**60.
+    ["2**60 as JSON.stringify spells it", 2 ** 60, "1152921504606847000"],
+    ["2**64 as JSON.stringify spells it", 2 ** 64, "18446744073709552000"],
+    ["1e21 in Python's float notation", 1e21, "1e+21"],
+    ["negative integral magnitudes from 1e21", [-1e21, -1e22, -1.5e21], "[-1e+21, -1e+22, -1.5e+21]"],
+    ["1.5e+300", 1.5e300, "1.5e+300"],
+    ["the largest double", Number.MAX_VALUE, "1.7976931348623157e+308"],
+    ["the smallest double", -Number.MAX_VALUE, "-1.7976931348623157e+308"],
+    ["2**70 in shortest digits", 2 ** 70, "1.1805916207174113e+21"],
     [
       "ordinary floats",
       [0.1, -2.5, 123456789.125, 0.30000000000000004],
@@ -138,7 +145,11 @@ describe("canonicalJson", () => {
   });
 
   it("parses back to the same value", () => {
-    const value = { s: "é😀\n\u007f\ud800", n: [1e-7, 2 ** 60, 0.1], o: { "\uFB01": [{}] } };
+    const value = {
+      s: "é😀\n\u007f\ud800",
+      n: [1e-7, 2 ** 60, 0.1, 1e21, Number.MAX_VALUE, -0.00001],
+      o: { "\uFB01": [{}] },
+    };
     expect(JSON.parse(canonicalJson(value))).toEqual(value);
   });
 });
@@ -277,6 +288,8 @@ describe("docs/test-vectors.json", () => {
   it("has enough vectors of every kind", () => {
     expect(vectors.positive.length).toBeGreaterThanOrEqual(20);
     expect(vectors.positive.some((v) => v.previous_secret !== undefined)).toBe(true);
+    // Receivers in other languages must meet Python's float notation for integral magnitudes.
+    expect(vectors.positive.some((v) => v.body.includes(": 1e+21, "))).toBe(true);
     const reasons = new Set(vectors.negative.map((v) => v.reason));
     expect([...reasons].sort()).toEqual(["bad_signature", "expired", "malformed", "missing_header"]);
   });
