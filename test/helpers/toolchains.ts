@@ -44,6 +44,9 @@ const TOOLCHAINS = {
 
 export type ToolchainName = keyof typeof TOOLCHAINS;
 
+/** Every name the registry knows, for whoever must go through them all (its own test, for one). */
+export const TOOLCHAIN_NAMES = Object.keys(TOOLCHAINS) as ToolchainName[];
+
 export const REQUIRE_TOOLCHAINS = process.env.REQUIRE_TOOLCHAINS === "1";
 
 const hidden = new Set((process.env.TEST_HIDE_TOOLCHAINS ?? "").split(",").map((s) => s.trim()));

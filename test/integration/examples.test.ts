@@ -4,54 +4,25 @@
  * the file, so a suite that silently checked nothing fails here. Then the complete FastAPI and
  * Express receivers run as real servers on loopback and receive deliveries signed by our signer.
  *
- * A missing toolchain skips its test with the Debian package to install; under REQUIRE_SERVICES=1
- * (CI) it fails instead.
+ * A missing toolchain skips its test with the package to install; under REQUIRE_TOOLCHAINS=1 (CI)
+ * it fails instead (test/helpers/toolchains.ts).
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it, type TestContext } from "vitest";
+import { describe, expect, it } from "vitest";
 import { TEST_VECTORS_PATH, type TestVectors } from "../../scripts/gen-test-vectors.js";
 import { generateSecret, signWebhook } from "../../src/signer.js";
+import { needToolchain, PYTHON } from "../helpers/toolchains.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const EXAMPLES = join(ROOT, "examples");
-const REQUIRE_SERVICES = process.env.REQUIRE_SERVICES === "1";
-// Debian's interpreter: the web frameworks come from Debian packages, not from a pyenv build.
-const PYTHON = "/usr/bin/python3";
-
 const vectors = JSON.parse(readFileSync(TEST_VECTORS_PATH, "utf8")) as TestVectors;
 const POSITIVE = vectors.positive.length;
 const NEGATIVE = vectors.negative.length;
-
-function probe(command: string, args: string[]): boolean {
-  return spawnSync(command, args, { stdio: "ignore", timeout: 15_000 }).status === 0;
-}
-
-const toolchains = {
-  python: {
-    ok: probe(PYTHON, ["-c", "import flask, fastapi, django, httpx, uvicorn"]),
-    packages: "python3 python3-flask python3-fastapi python3-django python3-httpx python3-uvicorn",
-  },
-  go: { ok: probe("go", ["version"]), packages: "golang-go" },
-  ruby: {
-    ok: probe("ruby", ["-e", 'require "minitest"; require "openssl"; require "json"']),
-    packages: "ruby",
-  },
-};
-
-/** Skips the test when the toolchain is missing, naming the packages; fails under REQUIRE_SERVICES. */
-function needs(ctx: TestContext, name: keyof typeof toolchains): void {
-  const { ok, packages } = toolchains[name];
-  if (ok) return;
-  const message = `${name} toolchain missing: apt-get install ${packages}`;
-  if (REQUIRE_SERVICES) throw new Error(`REQUIRE_SERVICES=1 but ${message}`);
-  console.warn(`skipped: ${message}`);
-  ctx.skip(message);
-}
 
 interface RunResult {
   code: number | null;
@@ -103,7 +74,7 @@ describe("receiver examples verify every test vector", () => {
   });
 
   it("Python: verify_webhook.py, its Flask, FastAPI and Django adapters, and fastapi_receiver/main.py", async (ctx) => {
-    needs(ctx, "python");
+    needToolchain(ctx, "python-frameworks");
     const result = await run(PYTHON, ["-m", "unittest", "-v", "examples/test_verify_webhook.py"]);
     expectAllVectors(result, ["python", "flask", "fastapi", "django", "fastapi_receiver"]);
     expect(result.output).not.toMatch(/skipped/); // every adapter really ran
@@ -117,7 +88,7 @@ describe("receiver examples verify every test vector", () => {
   });
 
   it("Go: verify_webhook.go and its net/http handler", async (ctx) => {
-    needs(ctx, "go");
+    needToolchain(ctx, "go");
     const scratch = join(tmpdir(), "continuum-webhooks-examples-go");
     mkdirSync(scratch, { recursive: true });
     const result = await run("go", ["test", "-count=1", "-v", "./..."], {
@@ -139,7 +110,7 @@ describe("receiver examples verify every test vector", () => {
   });
 
   it("Ruby: verify_webhook.rb and its Rack handler", async (ctx) => {
-    needs(ctx, "ruby");
+    needToolchain(ctx, "ruby");
     const result = await run("ruby", ["examples/test_verify_webhook.rb"]);
     expectAllVectors(result, ["ruby"]);
     expect(result.output).toMatch(/\b0 failures, 0 errors, 0 skips\b/);
@@ -285,7 +256,7 @@ async function exerciseReceiver(server: Server, secret: string): Promise<void> {
 
 describe("complete receivers, running", () => {
   it("fastapi_receiver/main.py under uvicorn accepts signed deliveries and refuses bad ones", async (ctx) => {
-    needs(ctx, "python");
+    needToolchain(ctx, "python-frameworks");
     const secret = generateSecret();
     const port = await freePort();
     const started = start(

@@ -1,31 +1,23 @@
 /**
  * The alert rules pass `promtool check rules` and their own `promtool test rules` unit tests, and
  * each alert is complete: a `for:`, a severity, a summary, a description and a runbook that exists.
- * Without promtool the promtool tests are skipped, unless REQUIRE_SERVICES=1 (CI) makes that a failure.
+ * Without promtool the promtool tests are skipped, naming the package, unless REQUIRE_TOOLCHAINS=1
+ * (CI) makes that a failure.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { needToolchain } from "../helpers/toolchains.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 const RULES = "deploy/prometheus/alerts.yml";
 const RULE_TESTS = "deploy/prometheus/alerts.test.yml";
 const RUNBOOK_BASE = "https://github.com/continuum/continuum-webhooks/blob/main/docs/runbooks/";
 
-const promtoolFound = spawnSync("promtool", ["--version"]).status === 0;
-
 function promtool(args: string[]): { code: number | null; output: string } {
   const r = spawnSync("promtool", args, { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
   return { code: r.status, output: `${r.stdout}${r.stderr}` };
-}
-
-function needPromtool(ctx: { skip(note?: string): void }): boolean {
-  if (promtoolFound) return true;
-  if (process.env.REQUIRE_SERVICES === "1")
-    throw new Error("REQUIRE_SERVICES=1 but promtool is not installed");
-  ctx.skip("promtool is not installed (apt-get install prometheus); skipping");
-  return false;
 }
 
 interface Alert {
@@ -60,14 +52,14 @@ const kebab = (name: string) => name.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLo
 
 describe("Prometheus alert rules", () => {
   it("promtool check rules passes", (ctx) => {
-    if (!needPromtool(ctx)) return;
+    needToolchain(ctx, "promtool");
     const r = promtool(["check", "rules", RULES]);
     expect(r.output).toContain(`SUCCESS: ${alerts().length} rules found`);
     expect(r.code).toBe(0);
   });
 
   it("promtool test rules passes", (ctx) => {
-    if (!needPromtool(ctx)) return;
+    needToolchain(ctx, "promtool");
     const r = promtool(["test", "rules", RULE_TESTS]);
     expect(r.output).toContain("SUCCESS");
     expect(r.code).toBe(0);

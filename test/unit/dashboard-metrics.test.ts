@@ -2,7 +2,8 @@
  * Every metric named by the Grafana dashboard, the alert rules and the runbooks' PromQL must be one
  * the service exports: a renamed metric otherwise leaves an empty panel or an alert that can never
  * fire, and nobody notices until the incident. "Exported" means present in a real scrape of
- * createMetrics() after one engine event of each kind, Node process metrics included.
+ * createMetrics() after one engine event of each kind, Node process metrics included. The promtool
+ * checks are skipped without promtool, naming the package, or fail under REQUIRE_TOOLCHAINS=1.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +12,6 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EngineEvents } from "../../src/engine-events.js";
 import { createMetrics } from "../../src/metrics.js";
-
 import {
   dashboardExprs,
   exportedNames,
@@ -21,6 +21,7 @@ import {
   runbookExprs,
   SPEC_METRICS,
 } from "../helpers/promql.js";
+import { needToolchain } from "../helpers/toolchains.js";
 
 async function scrapeAfterOneEventOfEachKind(defaultMetrics = true): Promise<string> {
   const events = new EngineEvents();
@@ -49,11 +50,6 @@ async function scrapeAfterOneEventOfEachKind(defaultMetrics = true): Promise<str
   } finally {
     metrics.close();
   }
-}
-
-function promtool(): string | undefined {
-  const found = spawnSync("promtool", ["--version"], { encoding: "utf8" });
-  return found.status === 0 ? "promtool" : undefined;
 }
 
 describe("metricNames (the extractor itself)", () => {
@@ -115,27 +111,17 @@ describe("the dashboard, the alert rules and the runbooks use only exported metr
   });
 
   it("our own metrics pass Prometheus' parser and linter (promtool check metrics)", async (ctx) => {
-    const tool = promtool();
-    if (!tool) {
-      if (process.env.REQUIRE_SERVICES === "1") throw new Error("REQUIRE_SERVICES=1 but promtool is missing");
-      ctx.skip("promtool is not installed (apt-get install prometheus)");
-      return;
-    }
+    needToolchain(ctx, "promtool");
     // Without Node's default metrics: prom-client names some gauges *_total, which the linter flags.
     const scrape = await scrapeAfterOneEventOfEachKind(false);
     expect(scrape).toContain("webhook_delivery_duration_seconds_bucket");
-    const r = spawnSync(tool, ["check", "metrics"], { input: scrape, encoding: "utf8" });
+    const r = spawnSync("promtool", ["check", "metrics"], { input: scrape, encoding: "utf8" });
     expect(`${r.stdout}${r.stderr}`).toBe("");
     expect(r.status).toBe(0);
   });
 
   it("every dashboard and runbook expression is valid PromQL (promtool)", (ctx) => {
-    const tool = promtool();
-    if (!tool) {
-      if (process.env.REQUIRE_SERVICES === "1") throw new Error("REQUIRE_SERVICES=1 but promtool is missing");
-      ctx.skip("promtool is not installed (apt-get install prometheus)");
-      return;
-    }
+    needToolchain(ctx, "promtool");
     const exprs = [...dashboard, ...runbooks.map((r) => r.expr)].map((e) =>
       e
         .replaceAll("$__rate_interval", "5m")
@@ -147,7 +133,7 @@ describe("the dashboard, the alert rules and the runbooks use only exported metr
       const rulesFile = join(dir, "exprs.yml");
       const body = exprs.map((e, i) => `      - record: check:expr_${i}\n        expr: ${JSON.stringify(e)}`);
       writeFileSync(rulesFile, `groups:\n  - name: exprs\n    rules:\n${body.join("\n")}\n`);
-      const out = execFileSync(tool, ["check", "rules", rulesFile], { encoding: "utf8" });
+      const out = execFileSync("promtool", ["check", "rules", rulesFile], { encoding: "utf8" });
       expect(out).toContain(`SUCCESS: ${exprs.length} rules found`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
