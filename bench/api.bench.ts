@@ -19,8 +19,7 @@ import { buildServer } from "../src/api/server.js";
 import { loadConfig } from "../src/config.js";
 import { createEngine } from "../src/engine.js";
 import { createLogger } from "../src/logger.js";
-import { createApiKey } from "../src/store/api-keys.js";
-import { migrate, openStore } from "../src/store/index.js";
+import { createApiKey, migrate, openStore } from "../src/store/index.js";
 import type { Bench, Figure } from "./types.js";
 
 /** Measured time per target, split into rounds that alternate with the baseline's. */

@@ -22,9 +22,7 @@ import { createPgQueue } from "../src/queue/pg-queue.js";
 import type { DeliveryQueue } from "../src/queue/queue.js";
 import { createRedisQueue } from "../src/queue/redis-queue.js";
 import { signBody } from "../src/signer.js";
-import type { Outcome } from "../src/store/engine-store.js";
-import { insertWebhook, migrate, openStore } from "../src/store/index.js";
-import { createPgEngineStore } from "../src/store/pg-engine.js";
+import { migrate, type Outcome, openStore } from "../src/store/index.js";
 import { freePort } from "../test/helpers/cli.js";
 import { startRedisServer } from "../test/helpers/redis-server.js";
 import { createPgSchema } from "../test/helpers/services.js";
@@ -206,12 +204,11 @@ async function stages(withRedis: boolean, events: number): Promise<Record<string
   const store = openStore({ databaseUrl: schema.url, pgPoolSize: 8 });
   try {
     await migrate(store);
-    if (store.raw.kind !== "postgres") throw new Error("expected PostgreSQL");
-    const pool = store.raw.pool;
-    const engine = createPgEngineStore(pool);
+    if (store.dialect !== "postgres") throw new Error("expected PostgreSQL");
+    const engine = store.engine;
     const queue: DeliveryQueue = redis
-      ? createRedisQueue({ url: redis.url, pool, owner: "bench", worker: false })
-      : createPgQueue(pool, "bench", { listen: false });
+      ? createRedisQueue({ url: redis.url, store, owner: "bench", worker: false })
+      : createPgQueue(store, "bench", { listen: false });
     const now = new Date().toISOString();
     const hooks: string[] = [];
     for (let k = 0; k < WEBHOOKS; k++) {
@@ -223,7 +220,7 @@ async function stages(withRedis: boolean, events: number): Promise<Record<string
         events: ["*"],
         now,
       };
-      hooks.push((await insertWebhook(store, w)).id);
+      hooks.push((await store.webhooks.insert(w)).id);
     }
     const time: Record<string, number> = { emit: 0, claim: 0, record: 0, settle: 0 };
     const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
@@ -239,7 +236,7 @@ async function stages(withRedis: boolean, events: number): Promise<Record<string
         event: "memory.created",
         body: JSON.stringify({ n: i + j }),
         priority: 1,
-        priorityName: "normal",
+        priorityName: "normal" as const,
         idempotencyKey: null,
         newDeliveryId: () => newId("dlv"),
       }));

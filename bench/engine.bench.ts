@@ -214,7 +214,7 @@ async function emitLatency(rx: ReceiverProcess): Promise<Figure[]> {
       }
       samples.sort((a, b) => a - b);
       // Baseline: one raw prepared INSERT of a delivery-sized row, one per transaction.
-      const raw = store.raw.kind === "sqlite" ? store.raw.sqlite : null;
+      const raw = store.dialect === "sqlite" ? store.sqlite : null;
       const base: number[] = [];
       if (raw) {
         raw.exec("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, body TEXT)");
@@ -301,7 +301,7 @@ async function backlogMemory(rx: ReceiverProcess): Promise<Figure[]> {
     idle.kill("SIGTERM");
     await new Promise((r) => idle.once("exit", r));
 
-    const raw = store.raw.kind === "sqlite" ? store.raw.sqlite : null;
+    const raw = store.dialect === "sqlite" ? store.sqlite : null;
     if (!raw) return [];
     const hooks = raw.prepare("SELECT id FROM webhooks").all() as Array<{ id: string }>;
     const ins = raw.prepare(

@@ -4,7 +4,7 @@
  * HALF_OPEN --probe succeeds--> CLOSED; --probe fails--> OPEN again.
  * Where the state lives (memory, the database, Redis) is the caller's business.
  */
-import type { BreakerState } from "./store/schema.js";
+import type { BreakerState } from "./models.js";
 
 export type { BreakerState };
 

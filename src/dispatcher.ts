@@ -4,11 +4,11 @@
  */
 import type { Clock } from "./clock.js";
 import type { DeliveryClient, DeliveryResult } from "./http-client.js";
+import type { WebhookRecord } from "./models.js";
 import type { ClaimedDelivery } from "./queue/queue.js";
 import { honoursRetryAfter, nextRetryDelay, parseRetryAfter } from "./retry.js";
 import { signBody } from "./signer.js";
-import type { Outcome } from "./store/engine-store.js";
-import type { WebhookDispatchRow } from "./store/sqlite-engine.js";
+import type { Outcome } from "./store/types.js";
 
 export interface AttemptResult {
   outcome: Outcome;
@@ -22,29 +22,21 @@ export interface AttemptResult {
 const MAX_STORED_BODY = 65_536;
 
 /** The secrets to sign with: the current one, and the previous one while its grace period lasts. */
-export function activeSecrets(hook: WebhookDispatchRow, now: number): string[] {
-  const prev = hook.previous_secret;
-  const until = hook.previous_secret_expires_at;
+export function activeSecrets(hook: WebhookRecord, now: number): string[] {
+  const prev = hook.previousSecret;
+  const until = hook.previousSecretExpiresAt;
   if (prev && until && Date.parse(until) > now) return [hook.secret, prev];
   return [hook.secret];
 }
 
-export function retrySchedule(hook: WebhookDispatchRow, fallback: readonly number[]): readonly number[] {
-  if (!hook.retry_schedule) return fallback;
-  try {
-    const parsed = JSON.parse(hook.retry_schedule) as unknown;
-    return Array.isArray(parsed) && parsed.every((n) => typeof n === "number")
-      ? (parsed as number[])
-      : fallback;
-  } catch {
-    return fallback;
-  }
+export function retrySchedule(hook: WebhookRecord, fallback: readonly number[]): readonly number[] {
+  return hook.retrySchedule ?? fallback;
 }
 
 export async function attemptDelivery(
   c: ClaimedDelivery,
-  hook: WebhookDispatchRow,
-  deps: { client: DeliveryClient; clock: Clock; schedule: readonly number[] },
+  hook: WebhookRecord,
+  deps: { client: DeliveryClient; clock: Clock; schedule: readonly number[]; jitter?: number },
 ): Promise<AttemptResult> {
   const { clock } = deps;
   const startedAt = clock.now();
@@ -55,7 +47,7 @@ export async function attemptDelivery(
     priority: c.priority,
     attemptedAt: new Date(startedAt).toISOString(),
   };
-  if (!(hook.active === true || hook.active === 1)) {
+  if (!hook.active) {
     return {
       outcome: {
         ...base,
@@ -128,7 +120,7 @@ export async function attemptDelivery(
   const retryAfterMs = honoursRetryAfter(result.status)
     ? parseRetryAfter(result.headers?.["retry-after"], now)
     : null;
-  const delay = nextRetryDelay(attempt, deps.schedule, { retryAfterMs });
+  const delay = nextRetryDelay(attempt, deps.schedule, { retryAfterMs, jitter: deps.jitter ?? 0 });
   return {
     outcome: {
       ...common,

@@ -7,10 +7,10 @@ import type { Clock } from "./clock.js";
 import type { EngineEvents } from "./engine-events.js";
 import { defaultPriority, type EventData, type EventType, isEventType } from "./events.js";
 import { newId } from "./ids.js";
+import { PRIORITY_NAMES, PRIORITY_RANK, type Priority } from "./models.js";
 import type { DeliveryQueue } from "./queue/queue.js";
 import { CanonicalJsonError, canonicalJson } from "./signer.js";
-import type { EmitRow, EngineStore } from "./store/engine-store.js";
-import { PRIORITY_NAMES, PRIORITY_RANK, type Priority } from "./store/schema.js";
+import type { EmitRow, EngineStatements } from "./store/types.js";
 
 export interface EmitOptions {
   userId: string;
@@ -66,7 +66,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 export interface EmitterDeps {
-  engineStore: EngineStore;
+  engineStore: EngineStatements;
   queue: DeliveryQueue;
   clock: Clock;
   events: EngineEvents;

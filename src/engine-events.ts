@@ -2,7 +2,7 @@
  * What the engine tells the rest of the process (metrics, logs, tests) about its work. Listeners
  * are called synchronously and may never break the engine: a listener that throws is ignored.
  */
-import type { BreakerState, Priority } from "./store/schema.js";
+import type { BreakerState, Priority } from "./models.js";
 
 export type AttemptOutcome = "success" | "retry" | "dead_letter" | "failed";
 

@@ -17,11 +17,8 @@ import type { DeliveryQueue } from "./queue/queue.js";
 import { createRedisQueue } from "./queue/redis-queue.js";
 import { createSqliteQueue } from "./queue/sql-queue.js";
 import { purgeExpired } from "./stats.js";
-import type { EngineStore } from "./store/engine-store.js";
-import type { Store } from "./store/index.js";
-import { createPgEngineStore } from "./store/pg-engine.js";
-import { createSqliteEngineStore } from "./store/sqlite-engine.js";
-import { DeliveryWorker } from "./worker.js";
+import type { EngineStatements, Store } from "./store/index.js";
+import { DeliveryWorker } from "./worker/worker.js";
 
 export type EngineConfig = Pick<
   Config,
@@ -36,6 +33,7 @@ export type EngineConfig = Pick<
   | "retentionDays"
   | "drainTimeoutMs"
 > &
+  Partial<Pick<Config, "retryJitter">> &
   // Optional, so a library user's hand-written config keeps compiling: absent means no Redis.
   Partial<Pick<Config, "redisUrl">>;
 
@@ -55,7 +53,7 @@ export interface Engine {
   readonly emitter: Emitter;
   readonly manager: WebhookManager;
   readonly queue: DeliveryQueue;
-  readonly engineStore: EngineStore;
+  readonly engineStore: EngineStatements;
   readonly events: EngineEvents;
   readonly worker: DeliveryWorker | null;
   readonly clock: Clock;
@@ -68,8 +66,7 @@ export function createEngine(options: EngineOptions): Engine {
   const clock = options.clock ?? systemClock;
   const events = options.events ?? new EngineEvents();
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
-  const raw = store.raw;
-  if (raw.kind === "sqlite" && config.redisUrl) {
+  if (store.dialect === "sqlite" && config.redisUrl) {
     // Embedded mode delivers from the SQLite file in one process: Redis would be ignored, and
     // an operator who set it most likely meant the distributed mode and forgot DATABASE_URL.
     throw new ConfigError(
@@ -77,21 +74,20 @@ export function createEngine(options: EngineOptions): Engine {
       "the Redis queue needs PostgreSQL: set DATABASE_URL, or unset REDIS_URL",
     );
   }
-  const engineStore =
-    raw.kind === "sqlite" ? createSqliteEngineStore(raw.sqlite) : createPgEngineStore(raw.pool);
+  const engineStore = store.engine;
   const queue =
-    raw.kind === "sqlite"
-      ? createSqliteQueue(raw.sqlite, owner)
+    store.dialect === "sqlite"
+      ? createSqliteQueue(store, owner)
       : config.redisUrl
         ? createRedisQueue({
             url: config.redisUrl,
-            pool: raw.pool,
+            store,
             owner,
             worker: options.workers,
             clock,
             log: logger,
           })
-        : createPgQueue(raw.pool, owner, { listen: options.workers });
+        : createPgQueue(store, owner, { listen: options.workers });
   const client =
     options.client ??
     createDeliveryClient({
@@ -112,6 +108,7 @@ export function createEngine(options: EngineOptions): Engine {
         workers: config.workers,
         endpointConcurrency: config.endpointConcurrency,
         retrySchedule: config.retrySchedule,
+        retryJitter: config.retryJitter ?? 0,
         breaker: { threshold: config.breakerThreshold, cooldownMs: config.breakerCooldownMs },
         timeoutMs: config.timeoutMs,
         drainTimeoutMs: config.drainTimeoutMs,

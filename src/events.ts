@@ -2,7 +2,7 @@
  * The event catalog: the eleven CONTINUUM event types, their priority and the shape of `data`.
  * Pure: no I/O. docs/EVENTS.md documents each type; a test keeps the two in step.
  */
-import type { Priority } from "./store/schema.js";
+import type { Priority } from "./models.js";
 
 export const EVENT_TYPES = [
   "memory.created",

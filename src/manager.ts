@@ -17,22 +17,14 @@ import {
   ManagerError,
   type ManagerErrorCode,
 } from "./manager-input.js";
+import { DELIVERY_STATUSES } from "./models.js";
 import type { DeliveryQueue } from "./queue/queue.js";
 import { canonicalJson, generateSecret } from "./signer.js";
-import type { EngineStore } from "./store/engine-store.js";
 import {
   type DeliveryFilter,
-  type DeliveryStatus,
   DuplicateWebhookError,
-  deleteWebhook,
-  getDelivery,
-  getWebhook,
-  insertWebhook,
-  listAttempts,
-  listDeliveries,
-  listWebhooks,
+  type EngineStatements,
   type Store,
-  updateWebhook,
   type WebhookPatch,
 } from "./store/index.js";
 import type { Environment } from "./validator.js";
@@ -72,7 +64,7 @@ export interface TestResult {
 
 export interface ManagerDeps {
   store: Store;
-  engineStore: EngineStore;
+  engineStore: EngineStatements;
   queue: DeliveryQueue;
   client: DeliveryClient;
   clock: Clock;
@@ -83,7 +75,7 @@ export interface ManagerDeps {
 }
 
 const ROTATION_GRACE_MS = 24 * 3_600_000;
-const STATUSES: readonly DeliveryStatus[] = ["pending", "success", "failed", "dead_letter"];
+const STATUSES = DELIVERY_STATUSES;
 
 function page<T extends { id: string }>(rows: T[], limit: number): Page<T> {
   const more = rows.length > limit;
@@ -122,7 +114,7 @@ export class WebhookManager {
     const url = await this.#validUrl(input.url);
     const secret = generateSecret();
     try {
-      const w = await insertWebhook(this.deps.store, {
+      const w = await this.deps.store.webhooks.insert({
         id: newId("whk"),
         userId,
         url,
@@ -150,13 +142,13 @@ export class WebhookManager {
   ): Promise<Page<WebhookView>> {
     const limit = clampLimit(opts.limit);
     const after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, "whk");
-    const rows = await listWebhooks(this.deps.store, userId, { limit: limit + 1, after });
+    const rows = await this.deps.store.webhooks.list(userId, { limit: limit + 1, after });
     const p = page(rows, limit);
     return { data: p.data.map((w) => webhookView(w, this.#now())), next_cursor: p.next_cursor };
   }
 
   async #find(userId: string | undefined, id: string) {
-    const w = isId(id, "whk") ? await getWebhook(this.deps.store, id, userId) : null;
+    const w = isId(id, "whk") ? await this.deps.store.webhooks.get(id, userId) : null;
     if (!w) throw new ManagerError("not_found", `no webhook ${id}`, "id");
     return w;
   }
@@ -177,7 +169,7 @@ export class WebhookManager {
     if (fields.retrySchedule !== undefined) patch.retrySchedule = fields.retrySchedule;
     if (fields.active !== undefined) patch.active = fields.active;
     try {
-      const w = await updateWebhook(this.deps.store, id, userId, patch, new Date(this.#now()).toISOString());
+      const w = await this.deps.store.webhooks.update(id, userId, patch, new Date(this.#now()).toISOString());
       if (!w) throw new ManagerError("not_found", `no webhook ${id}`, "id");
       this.#changed(id);
       return webhookView(w, this.#now());
@@ -190,7 +182,7 @@ export class WebhookManager {
   }
 
   async delete(userId: string | undefined, id: string): Promise<void> {
-    const deleted = isId(id, "whk") && (await deleteWebhook(this.deps.store, id, userId));
+    const deleted = isId(id, "whk") && (await this.deps.store.webhooks.delete(id, userId));
     if (!deleted) throw new ManagerError("not_found", `no webhook ${id}`, "id");
     this.#changed(id);
   }
@@ -203,8 +195,7 @@ export class WebhookManager {
     const w = await this.#find(userId, id);
     const secret = generateSecret();
     const now = this.#now();
-    const updated = await updateWebhook(
-      this.deps.store,
+    const updated = await this.deps.store.webhooks.update(
       id,
       userId,
       {
@@ -240,29 +231,18 @@ export class WebhookManager {
     });
     // Not in the queue (no next_retry_at) and leased to this call until its outcome is written.
     const owner = `test:${deliveryId}`;
-    await this.deps.store.db
-      .insertInto("webhook_deliveries")
-      .values({
-        id: deliveryId,
-        webhook_id: w.id,
-        event_id: eventId,
-        event: TEST_EVENT,
-        payload: body,
-        status: "pending",
-        priority: 0,
-        next_retry_at: null,
-        created_at: createdAt,
-        response_code: null,
-        response_body: null,
-        completed_at: null,
-        error_message: null,
-        lease_owner: owner,
-        lease_until: null,
-      })
-      .execute();
+    await this.deps.store.deliveries.insertUnqueued({
+      id: deliveryId,
+      webhookId: w.id,
+      eventId,
+      event: TEST_EVENT,
+      body,
+      createdAt,
+      leaseOwner: owner,
+    });
     const r = await attemptDelivery(
       { id: deliveryId, webhookId: w.id, event: TEST_EVENT, payload: body, priority: 0, attempts: 0 },
-      { ...hook, active: 1 },
+      { ...hook, active: true },
       { client: this.deps.client, clock: this.deps.clock, schedule: [] },
     );
     const outcome = { ...r.outcome, status: r.outcome.status === "success" ? "success" : "failed" } as const;
@@ -272,7 +252,7 @@ export class WebhookManager {
       requireEngineLock: false,
       outcomes: [{ ...outcome, nextRetryAt: null }],
       breakers:
-        success && hook.breaker_state !== "closed"
+        success && hook.breakerState !== "closed"
           ? [{ webhookId: w.id, state: "closed", openedAt: null }]
           : [],
       disabled: [],
@@ -298,8 +278,7 @@ export class WebhookManager {
     }
     const limit = clampLimit(opts.limit);
     const before = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, "dlv");
-    const rows = await listDeliveries(
-      this.deps.store,
+    const rows = await this.deps.store.deliveries.list(
       webhookId,
       { status: opts.status, event: opts.event, since: opts.since, until: opts.until },
       { limit: limit + 1, before },
@@ -314,35 +293,23 @@ export class WebhookManager {
     deliveryId: string,
   ): Promise<DeliveryView & { payload: unknown; attempt_history: AttemptView[] }> {
     await this.#find(userId, webhookId);
-    const d = isId(deliveryId, "dlv") ? await getDelivery(this.deps.store, deliveryId, webhookId) : null;
+    const d = isId(deliveryId, "dlv") ? await this.deps.store.deliveries.get(deliveryId, webhookId) : null;
     if (!d) throw new ManagerError("not_found", `no delivery ${deliveryId}`, "delivery_id");
-    const attempts = await listAttempts(this.deps.store, d.id);
+    const attempts = await this.deps.store.deliveries.attempts(d.id);
     return { ...deliveryView(d), payload: JSON.parse(d.payload), attempt_history: attempts.map(attemptView) };
   }
 
   /** Queue a finished delivery again, now. Refused while it is still pending. */
   async retry(userId: string | undefined, webhookId: string, deliveryId: string): Promise<DeliveryView> {
     const w = await this.#find(userId, webhookId);
-    const d = isId(deliveryId, "dlv") ? await getDelivery(this.deps.store, deliveryId, webhookId) : null;
+    const d = isId(deliveryId, "dlv") ? await this.deps.store.deliveries.get(deliveryId, webhookId) : null;
     if (!d) throw new ManagerError("not_found", `no delivery ${deliveryId}`, "delivery_id");
     if (d.status === "pending")
       throw new ManagerError("conflict", "the delivery is still pending", "delivery_id");
     if (!w.active)
       throw new ManagerError("conflict", "the webhook is disabled: enable it first", "webhook_id");
     const now = new Date(this.#now()).toISOString();
-    const res = await this.deps.store.db
-      .updateTable("webhook_deliveries")
-      .set({
-        status: "pending",
-        next_retry_at: now,
-        completed_at: null,
-        lease_owner: null,
-        lease_until: null,
-      })
-      .where("id", "=", d.id)
-      .where("status", "!=", "pending")
-      .executeTakeFirst();
-    if (Number(res.numUpdatedRows) === 0) {
+    if (!(await this.deps.store.deliveries.requeue(d.id, now))) {
       throw new ManagerError("conflict", "the delivery is still pending", "delivery_id");
     }
     await this.deps.queue.enqueue([{ id: d.id, webhookId, priority: d.priority }], this.#now());

@@ -18,7 +18,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineEventMap, EngineEvents } from "./engine-events.js";
 import { EVENT_TYPES, TEST_EVENT } from "./events.js";
-import type { BreakerState, Priority } from "./store/schema.js";
+import type { BreakerState, Priority } from "./models.js";
 
 export const BREAKER_STATE_VALUE: Readonly<Record<BreakerState, number>> = Object.freeze({
   closed: 0,

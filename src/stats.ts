@@ -1,9 +1,9 @@
 /**
- * Per-webhook statistics and the retention purge. Plain SQL through Kysely: both run rarely,
- * off the delivery path.
+ * Per-webhook statistics and the retention purge: compositions of the store's statements, both
+ * run rarely, off the delivery path.
  */
+import type { DeliveryStatus } from "./models.js";
 import type { Store } from "./store/index.js";
-import type { DeliveryStatus } from "./store/schema.js";
 
 export interface WindowStats {
   total: number;
@@ -22,40 +22,17 @@ export interface StatsView {
 }
 
 async function windowStats(store: Store, webhookId: string, since: string | null): Promise<WindowStats> {
-  let counts = store.db
-    .selectFrom("webhook_deliveries")
-    .select(["status", (eb) => eb.fn.countAll<number>().as("n")])
-    .where("webhook_id", "=", webhookId)
-    .groupBy("status");
-  if (since) counts = counts.where("created_at", ">=", since);
-  const by_status: Record<DeliveryStatus, number> = { pending: 0, success: 0, failed: 0, dead_letter: 0 };
-  for (const r of await counts.execute()) by_status[r.status] = Number(r.n);
+  const by_status = await store.deliveries.countByStatus(webhookId, since);
   const finished = by_status.success + by_status.failed + by_status.dead_letter;
-
-  let durations = store.db.selectFrom("webhook_delivery_attempts").where("webhook_id", "=", webhookId);
-  if (since) durations = durations.where("attempted_at", ">=", since);
-  const agg = await durations
-    .select([(eb) => eb.fn.countAll<number>().as("n"), (eb) => eb.fn.avg<number>("duration_ms").as("avg")])
-    .executeTakeFirstOrThrow();
-  const n = Number(agg.n);
-  const pct = async (p: number): Promise<number | null> => {
-    if (n === 0) return null;
-    const row = await durations
-      .select("duration_ms")
-      .orderBy("duration_ms")
-      .limit(1)
-      .offset(Math.min(n - 1, Math.floor(p * n)))
-      .executeTakeFirst();
-    return row ? Number(row.duration_ms) : null;
-  };
+  const d = await store.deliveries.durations(webhookId, since);
   return {
     total: by_status.pending + finished,
     by_status,
     success_rate: finished === 0 ? null : by_status.success / finished,
     duration_ms: {
-      avg: n === 0 ? null : Math.round(Number(agg.avg) * 10) / 10,
-      p50: await pct(0.5),
-      p95: await pct(0.95),
+      avg: d.n === 0 || d.avg === null ? null : Math.round(Number(d.avg) * 10) / 10,
+      p50: d.p50 === null ? null : Number(d.p50),
+      p95: d.p95 === null ? null : Number(d.p95),
     },
   };
 }
@@ -80,44 +57,13 @@ export async function purgeExpired(
 ): Promise<{ deliveries: number; events: number }> {
   const cutoff = new Date(opts.now - opts.retentionDays * 86_400_000).toISOString();
   const batch = opts.batch ?? 1000;
-  let deliveries = 0;
-  let events = 0;
+  const total = { deliveries: 0, events: 0 };
   for (;;) {
-    const res = await store.db
-      .deleteFrom("webhook_deliveries")
-      .where(
-        "id",
-        "in",
-        store.db
-          .selectFrom("webhook_deliveries")
-          .select("id")
-          .where("created_at", "<", cutoff)
-          .where((eb) =>
-            eb.or([
-              eb("status", "in", ["success", "dead_letter"]),
-              eb("status", "=", "failed").and("next_retry_at", "is", null),
-            ]),
-          )
-          .limit(batch),
-      )
-      .executeTakeFirst();
-    const n = Number(res.numDeletedRows);
-    deliveries += n;
-    if (n < batch) break;
+    const n = await store.deliveries.purgeBefore(cutoff, batch);
+    total.deliveries += n.deliveries;
+    total.events += n.events;
+    if (n.deliveries < batch && n.events < batch) break;
     if (opts.pauseMs) await new Promise((r) => setTimeout(r, opts.pauseMs));
   }
-  for (;;) {
-    const res = await store.db
-      .deleteFrom("webhook_events")
-      .where(
-        "id",
-        "in",
-        store.db.selectFrom("webhook_events").select("id").where("created_at", "<", cutoff).limit(batch),
-      )
-      .executeTakeFirst();
-    const n = Number(res.numDeletedRows);
-    events += n;
-    if (n < batch) break;
-  }
-  return { deliveries, events };
+  return total;
 }

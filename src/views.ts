@@ -3,10 +3,8 @@
  * these as they are.
  */
 import { formatDuration } from "./duration.js";
+import type { AttemptRecord, BreakerState, DeliveryRecord, DeliveryStatus, WebhookRecord } from "./models.js";
 import { maskSecret } from "./signer.js";
-import type { AttemptRecord, DeliveryRecord } from "./store/deliveries.js";
-import type { BreakerState, DeliveryStatus } from "./store/schema.js";
-import type { WebhookRecord } from "./store/webhooks.js";
 
 export interface WebhookView {
   id: string;

@@ -15,8 +15,9 @@
  *   when creating or emitting, and for everyone when listing or addressing a webhook by id.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { type ApiKeyRecord, findApiKey, hashApiKey, touchApiKey } from "../store/api-keys.js";
+import type { ApiKeyRecord } from "../models.js";
 import type { Store } from "../store/index.js";
+import { findApiKey, hashApiKey } from "../store/index.js";
 import { ProblemError } from "./errors.js";
 
 export interface AuthContext {
@@ -89,12 +90,14 @@ export class ApiKeyAuthenticator {
     const last = this.#touched.get(id);
     if (last !== undefined && now - last < this.#touchEvery) return;
     this.#touched.set(id, now);
-    touchApiKey(this.store, id, new Date(now).toISOString()).catch((err: unknown) =>
-      this.log.warn(
-        { err: err instanceof Error ? err.message : String(err), key_id: id },
-        "could not record key use",
-      ),
-    );
+    this.store.apiKeys
+      .touch(id, new Date(now).toISOString())
+      .catch((err: unknown) =>
+        this.log.warn(
+          { err: err instanceof Error ? err.message : String(err), key_id: id },
+          "could not record key use",
+        ),
+      );
   }
 
   /** The onRequest hook for every `/api/v1` route. */

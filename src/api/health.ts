@@ -15,8 +15,8 @@
  * error text stays in the logs: this endpoint needs no key, so it must not describe internals.
  */
 import type { Engine } from "../engine.js";
+import type { Priority } from "../models.js";
 import type { Store } from "../store/index.js";
-import type { Priority } from "../store/schema.js";
 
 export const DEEP_QUEUE = 10_000;
 const TIMEOUT_MS = 2000;

@@ -1,5 +1,5 @@
 import type { Config } from "../config.js";
-import { createApiKey, listApiKeys, migrate, openStore, revokeApiKey, type Store } from "../store/index.js";
+import { createApiKey, migrate, openStore, type Store } from "../store/index.js";
 import { UsageError } from "./errors.js";
 
 async function withStore<T>(config: Readonly<Config>, fn: (store: Store) => Promise<T>): Promise<T> {
@@ -38,10 +38,36 @@ export async function apiKeyCreate(
   );
 }
 
+/**
+ * One key as `--json` prints it: snake_case like every field of the HTTP API, and field by field,
+ * so whatever the record gains later is not printed unless chosen here.
+ */
+function apiKeyJson(k: {
+  id: string;
+  userId: string;
+  role: string;
+  name: string | null;
+  prefix: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}) {
+  return {
+    id: k.id,
+    user_id: k.userId,
+    role: k.role,
+    name: k.name,
+    prefix: k.prefix,
+    created_at: k.createdAt,
+    last_used_at: k.lastUsedAt,
+    revoked_at: k.revokedAt,
+  };
+}
+
 export async function apiKeyList(config: Readonly<Config>, opts: { json: boolean }): Promise<void> {
-  const keys = await withStore(config, listApiKeys);
+  const keys = await withStore(config, (store) => store.apiKeys.list());
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify(keys)}\n`);
+    process.stdout.write(`${JSON.stringify(keys.map(apiKeyJson))}\n`);
     return;
   }
   const rows = keys.map((k) => [
@@ -67,7 +93,7 @@ export async function apiKeyList(config: Readonly<Config>, opts: { json: boolean
 
 export async function apiKeyRevoke(config: Readonly<Config>, id: string): Promise<void> {
   if (!/^key_[0-9A-Z]{26}$/.test(id)) throw new UsageError(`"${id}" is not an API key id (key_…)`);
-  const done = await withStore(config, (store) => revokeApiKey(store, id, new Date().toISOString()));
+  const done = await withStore(config, (store) => store.apiKeys.revoke(id, new Date().toISOString()));
   if (!done) throw new UsageError(`no active API key ${id}`);
   process.stdout.write(`revoked ${id}\n`);
 }

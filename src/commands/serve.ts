@@ -2,7 +2,7 @@ import { buildServer } from "../api/server.js";
 import type { Config } from "../config.js";
 import { createEngine } from "../engine.js";
 import { createLogger, type Logger } from "../logger.js";
-import { countActiveApiKeys, createApiKey, migrate, openStore, type Store } from "../store/index.js";
+import { createApiKey, migrate, openStore, type Store } from "../store/index.js";
 
 export interface ServeOptions {
   migrate: boolean;
@@ -55,7 +55,7 @@ export function warnAllowTargets(logger: Logger, config: Readonly<Config>): void
  * extra step. It goes to stderr as plain text, not into the JSON log stream.
  */
 async function bootstrapAdminKey(store: Store): Promise<void> {
-  if ((await countActiveApiKeys(store)) > 0) return;
+  if ((await store.apiKeys.countActive()) > 0) return;
   const { key } = await createApiKey(store, {
     userId: "admin",
     role: "admin",

@@ -7,7 +7,7 @@
  * saturated or broken webhook is simply not asked, so its backlog never stands in front of
  * anyone else's.
  */
-import { PRIORITY_NAMES, type Priority } from "../store/schema.js";
+import type { Priority } from "../models.js";
 
 export interface QueueEntry {
   id: string;
@@ -74,41 +74,4 @@ export class WakeSignal {
   fire(ids: readonly string[]): void {
     for (const l of this.#listeners) l(ids);
   }
-}
-
-/** SQL condition for work still to do: pending, or failed with a retry scheduled. */
-export const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
-
-/** Counts by priority rank (0 high, 1 normal, 2 low) as the named depth every queue reports. */
-export function depthByPriority(
-  rows: ReadonlyArray<{ priority: number; n: number }>,
-): Record<Priority, number> {
-  const out: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  for (const r of rows) {
-    const name = PRIORITY_NAMES[r.priority];
-    if (name) out[name] += Number(r.n);
-  }
-  return out;
-}
-
-/** A claimed row as every SQL claim statement returns it. */
-export interface ClaimRow {
-  id: string;
-  webhook_id: string;
-  priority: number;
-  event: string;
-  payload: string;
-  attempts: number;
-}
-
-/** `body` turns the stored payload into the exact bytes to send (PostgreSQL re-canonicalizes). */
-export function claimedFromRow(r: ClaimRow, body: (payload: string) => string = (p) => p): ClaimedDelivery {
-  return {
-    id: r.id,
-    webhookId: r.webhook_id,
-    priority: r.priority,
-    event: r.event,
-    payload: body(r.payload),
-    attempts: r.attempts,
-  };
 }

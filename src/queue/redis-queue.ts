@@ -25,14 +25,12 @@
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import type { Redis as RedisClient } from "ioredis";
-import type pg from "pg";
 import { type Clock, systemClock } from "../clock.js";
-import { canonicalBody } from "../store/pg-engine.js";
-import { extendPgLeases, pgDepth } from "./pg-queue.js";
-import type { ClaimRow, DeliveryQueue, QueueEntry } from "./queue.js";
-import { claimedFromRow, WakeSignal } from "./queue.js";
+import type { PostgresStore } from "../store/types.js";
+import type { ClaimedDelivery, DeliveryQueue, QueueEntry } from "./queue.js";
+import { WakeSignal } from "./queue.js";
 import { type RedisKeys, redisKeys } from "./redis-keys.js";
-import { epochMs, iso, type ReconcileReport, type SweepContext, sweep, WAITING } from "./redis-recovery.js";
+import { iso, type ReconcileReport, type SweepContext, sweep } from "./redis-recovery.js";
 import { grouped, scripts } from "./redis-scripts.js";
 
 export type { ReconcileReport } from "./redis-recovery.js";
@@ -40,8 +38,8 @@ export type { ReconcileReport } from "./redis-recovery.js";
 export interface RedisQueueOptions {
   /** redis:// or rediss:// */
   url: string;
-  /** The store's pool: payloads, attempts and the recovery sweep come from PostgreSQL. */
-  pool: pg.Pool;
+  /** The store: leases are stamped on its rows, and the recovery sweep reads them. */
+  store: PostgresStore;
   /** Identifies this process's leases. */
   owner: string;
   /** Every key lives under the hash tag `{prefix}`. Default "cw". */
@@ -80,12 +78,10 @@ export class RedisUnavailableError extends Error {
 }
 
 const MAX_UNSETTLED = 100_000;
-const CLAIM_SQL = `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
-  WHERE id = ANY($3::text[]) AND ${WAITING} AND (next_retry_at <= $4 OR lease_owner IS NOT NULL)
-  RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts`;
 
 export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
-  const { pool, owner } = opts;
+  const { owner } = opts;
+  const sql = opts.store.queue;
   const clock = opts.clock ?? systemClock;
   const keys: RedisKeys = redisKeys(opts.prefix ?? "cw");
   const interval = opts.reconcileIntervalMs ?? 5000;
@@ -118,7 +114,7 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
   const live = () => {
     if (closed || (redis.status !== "ready" && (everReady || down))) throw new RedisUnavailableError();
   };
-  const ctx: SweepContext = { redis, pool, keys, live, needsFull: false, ownerTtlMs: ttl };
+  const ctx: SweepContext = { redis, sql, keys, live, needsFull: false, ownerTtlMs: ttl };
 
   const sweepSoon = (now: number) => {
     if (!opts.worker || interval <= 0 || closed) return;
@@ -259,9 +255,9 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
         hookOf.set(pairs[i]!, pairs[i + 1]!);
       }
       const ids = [...order.keys()];
-      let rows: ClaimRow[];
+      let rows: ClaimedDelivery[];
       try {
-        rows = (await pool.query<ClaimRow>(CLAIM_SQL, [iso(leaseUntil), owner, ids, iso(now)])).rows;
+        rows = await sql.stampLeases(ids, iso(now), iso(leaseUntil), owner);
       } catch (err) {
         // The database did not take the leases: give the deliveries straight back.
         await handBack(ids.map((id) => ({ id, webhookId: hookOf.get(id)!, score: now }))).catch(() => {});
@@ -272,12 +268,9 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
         // Best effort: if this fails, the leases run out and the next claim decides again.
         const got = new Set(rows.map((r) => r.id));
         const missing = ids.filter((id) => !got.has(id));
-        await pool
-          .query<{ id: string; due: number }>(
-            `SELECT id, ${epochMs("next_retry_at")} AS due FROM webhook_deliveries WHERE id = ANY($1::text[]) AND ${WAITING}`,
-            [missing],
-          )
-          .then(({ rows: later }) => {
+        await sql
+          .dueTimes(missing)
+          .then((later) => {
             const due = new Map(later.map((r) => [r.id, r.due]));
             return handBack(
               missing.map((id) => ({ id, webhookId: hookOf.get(id)!, score: due.get(id) ?? -1 })),
@@ -286,14 +279,14 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
           .catch(() => {});
       }
       rows.sort((x, y) => order.get(x.id)! - order.get(y.id)!);
-      for (const r of rows) held.set(r.id, r.webhook_id);
-      return rows.map((r) => claimedFromRow(r, canonicalBody));
+      for (const r of rows) held.set(r.id, r.webhookId);
+      return rows;
     },
 
     async extend(ids, leaseUntil) {
       const mine = ids.filter((id) => held.has(id));
       if (mine.length === 0) return;
-      await extendPgLeases(pool, mine, leaseUntil, owner);
+      await sql.extendLeases(mine, iso(leaseUntil), owner);
       live();
       for (const g of grouped(
         mine,
@@ -308,10 +301,10 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
       if (entries.length === 0) return;
       for (const e of entries) held.delete(e.id);
       // The row first: once Redis hands the delivery out again, the row must already be free.
-      await pool.query(
-        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = NULL, lease_owner = NULL
-         WHERE id = ANY($2::text[]) AND lease_owner = $3 AND ${WAITING}`,
-        [iso(dueAt), entries.map((e) => e.id), owner],
+      await sql.release(
+        entries.map((e) => e.id),
+        iso(dueAt),
+        owner,
       );
       live();
       await handBack(entries.map((e) => ({ id: e.id, webhookId: e.webhookId, score: dueAt })));
@@ -327,7 +320,7 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisDeliveryQueue {
     },
 
     // Counted in the database: exact, and still answered while Redis is away.
-    depth: () => pgDepth(pool),
+    depth: () => sql.depth(),
 
     onWake: (listener) => wake.on(listener),
 

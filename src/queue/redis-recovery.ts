@@ -16,14 +16,10 @@
  * which settled in between, and block a slot until it expired.)
  */
 import type { Redis } from "ioredis";
-import type pg from "pg";
-import { WAITING } from "./queue.js";
+import type { PgQueueStatements, SweepRow } from "../store/types.js";
 import type { RedisKeys } from "./redis-keys.js";
 import { scripts } from "./redis-scripts.js";
 
-export { WAITING };
-/** A timestamptz column as epoch milliseconds. */
-export const epochMs = (col: string) => `round(extract(epoch from ${col}) * 1000)::float8`;
 export const iso = (ms: number) => new Date(ms).toISOString();
 
 /** Rows due this recently may still be on their way to Redis: the sweep leaves them alone. */
@@ -34,21 +30,6 @@ const PAGE = 1000;
 /** The sweeper's lock; renewed by every page, so it only has to outlive one page. */
 const LOCK_MS = 20_000;
 
-const COLS = `id, webhook_id, priority, ${epochMs("next_retry_at")} AS due, lease_owner, ${epochMs("lease_until")} AS lease_until`;
-const FULL_SQL = `SELECT ${COLS} FROM webhook_deliveries WHERE ${WAITING} AND id > $1 ORDER BY id LIMIT $2`;
-const WINDOW_SQL = `SELECT ${COLS} FROM webhook_deliveries
-  WHERE ${WAITING} AND next_retry_at > $1 AND next_retry_at <= $2 AND (next_retry_at, id) > ($3::timestamptz, $4)
-  ORDER BY next_retry_at, id LIMIT $5`;
-
-interface ScanRow {
-  id: string;
-  webhook_id: string;
-  priority: number;
-  due: number;
-  lease_owner: string | null;
-  lease_until: number | null;
-}
-
 export interface ReconcileReport {
   mode: "busy" | "full" | "window";
   scanned: number;
@@ -57,7 +38,7 @@ export interface ReconcileReport {
 
 export interface SweepContext {
   redis: Redis;
-  pool: pg.Pool;
+  sql: PgQueueStatements;
   keys: RedisKeys;
   /** Throws when Redis is away, so a sweep stops at once instead of queueing commands. */
   live(): void;
@@ -68,7 +49,7 @@ export interface SweepContext {
 }
 
 export async function sweep(ctx: SweepContext, now: number, token: string): Promise<ReconcileReport> {
-  const { redis, pool, keys } = ctx;
+  const { redis, sql, keys } = ctx;
   ctx.live();
   const begin = (await scripts.reconcileBegin.run(
     redis,
@@ -82,22 +63,16 @@ export async function sweep(ctx: SweepContext, now: number, token: string): Prom
   const upTo = now - GRACE_MS;
   const from = full ? "" : iso(Number(begin[1]) - SLACK_MS);
   const page = full
-    ? (after: ScanRow | undefined) => pool.query<ScanRow>(FULL_SQL, [after?.id ?? "", PAGE])
-    : (after: ScanRow | undefined) =>
-        pool.query<ScanRow>(WINDOW_SQL, [
-          from,
-          iso(upTo),
-          after ? iso(after.due) : from,
-          after?.id ?? "",
-          PAGE,
-        ]);
+    ? (after: SweepRow | undefined) => sql.waitingPage(after?.id ?? "", PAGE)
+    : (after: SweepRow | undefined) =>
+        sql.dueWindowPage(from, iso(upTo), { due: after ? iso(after.due) : from, id: after?.id ?? "" }, PAGE);
   let ok = false;
   try {
     let scanned = 0;
     let added = 0;
-    let last: ScanRow | undefined;
+    let last: SweepRow | undefined;
     for (;;) {
-      const { rows } = await page(last);
+      const rows = await page(last);
       if (rows.length === 0) break;
       scanned += rows.length;
       ctx.live();
@@ -124,11 +99,10 @@ export async function sweep(ctx: SweepContext, now: number, token: string): Prom
 
 /** Webhooks due for a minute that no longer exist: their rows went with them, so do their keys. */
 async function purgeDeleted(ctx: SweepContext, now: number): Promise<void> {
-  const { redis, pool, keys } = ctx;
+  const { redis, sql, keys } = ctx;
   const stale = await redis.zrangebyscore(keys.ready, "-inf", now - 60_000, "LIMIT", 0, 500);
   if (stale.length === 0) return;
-  const res = await pool.query<{ id: string }>("SELECT id FROM webhooks WHERE id = ANY($1::text[])", [stale]);
-  const exists = new Set(res.rows.map((r) => r.id));
+  const exists = new Set(await sql.existingWebhooks(stale));
   const gone = stale.filter((w) => !exists.has(w));
   if (gone.length > 0) await scripts.purge.run(redis, [keys.ready], [keys.base, ...gone]);
 }

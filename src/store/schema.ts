@@ -1,14 +1,11 @@
 /**
- * Row shapes as the database returns them. Both dialects are normalised by the driver setup in
- * db.ts: timestamps come back as ISO 8601 strings, JSON columns as their text, counts as numbers.
- * `active` is 0/1 in SQLite and a boolean in PostgreSQL; read it through `toBool`.
+ * The tables as Kysely sees them: for the migrations and for tests that inspect state. Both
+ * dialects are normalised by the driver setup (store/postgres/index.ts): timestamps come back as
+ * ISO 8601 strings, JSON columns as their text, counts as numbers. `active` is 0/1 in SQLite and
+ * a boolean in PostgreSQL.
  */
 import type { Generated } from "kysely";
-
-export type Priority = "high" | "normal" | "low";
-export type DeliveryStatus = "pending" | "success" | "failed" | "dead_letter";
-export type BreakerState = "closed" | "open" | "half_open";
-export type ApiKeyRole = "user" | "admin";
+import type { ApiKeyRole, BreakerState, DeliveryStatus, Priority } from "../models.js";
 
 export interface WebhooksTable {
   id: string;
@@ -95,7 +92,3 @@ export interface Database {
   webhook_delivery_attempts: AttemptsTable;
   api_keys: ApiKeysTable;
 }
-
-/** Queue order: lower runs first. */
-export const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
-export const PRIORITY_NAMES: readonly Priority[] = ["high", "normal", "low"];

@@ -6,8 +6,8 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fas
 import { buildServer, type ServerDeps } from "../../src/api/server.js";
 import { loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
-import { createApiKey } from "../../src/store/api-keys.js";
 import type { Store } from "../../src/store/index.js";
+import { createApiKey } from "../../src/store/index.js";
 import { startTestEngine, type TestEngine } from "../helpers/engine.js";
 
 export interface TestApi {

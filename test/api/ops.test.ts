@@ -2,9 +2,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { checkHealth, DEEP_QUEUE } from "../../src/api/health.js";
 import type { Engine } from "../../src/engine.js";
-import { revokeApiKey } from "../../src/store/api-keys.js";
 import type { Store } from "../../src/store/index.js";
-import type { WorkerHealth } from "../../src/worker.js";
+import type { WorkerHealth } from "../../src/worker/worker.js";
 import { json, startApi, type TestApi } from "./helpers.js";
 
 let api: TestApi | undefined;
@@ -200,7 +199,7 @@ describe("API key cache", () => {
       .select("id")
       .where("user_id", "=", "alice")
       .executeTakeFirstOrThrow();
-    expect(await revokeApiKey(api.store, key.id, new Date(now).toISOString())).toBe(true);
+    expect(await api.store.apiKeys.revoke(key.id, new Date(now).toISOString())).toBe(true);
     now += 4000;
     expect((await get()).statusCode).toBe(200);
     now += 1001;

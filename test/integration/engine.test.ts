@@ -5,7 +5,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { EmitError } from "../../src/emitter.js";
-import { listAttempts } from "../../src/store/index.js";
 import { verifyWebhook } from "../../src/verify.js";
 import { startTestEngine, type TestEngine } from "../helpers/engine.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
@@ -113,7 +112,7 @@ describe("delivery engine (embedded)", () => {
       response_code: 500,
       response_body: "boom",
     });
-    const attempts = await listAttempts(t.store, d!.id);
+    const attempts = await t.store.deliveries.attempts(d!.id);
     expect(attempts.map((a) => [a.attempt, a.responseCode, a.errorType])).toEqual(
       [1, 2, 3, 4, 5, 6].map((n) => [n, 500, "http_status"]),
     );

@@ -4,14 +4,12 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { newId } from "../../src/ids.js";
+import { PRIORITY_NAMES } from "../../src/models.js";
 import { createPgQueue } from "../../src/queue/pg-queue.js";
 import type { DeliveryQueue } from "../../src/queue/queue.js";
 import { createRedisQueue } from "../../src/queue/redis-queue.js";
 import { createSqliteQueue } from "../../src/queue/sql-queue.js";
-import type { EngineStore, Outcome } from "../../src/store/engine-store.js";
-import { insertWebhook, type Store } from "../../src/store/index.js";
-import { createPgEngineStore } from "../../src/store/pg-engine.js";
-import { createSqliteEngineStore } from "../../src/store/sqlite-engine.js";
+import type { EngineStatements, Outcome, Store } from "../../src/store/index.js";
 import { deleteRedisKeys, uniquePrefix } from "../helpers/redis-server.js";
 import { serviceMissing, TEST_REDIS_URL } from "../helpers/services.js";
 import { type Backend, backends, postgresBackend } from "../helpers/stores.js";
@@ -42,30 +40,27 @@ function queues(
   store: Store,
   owner: string,
   kind: QueueKind = "table",
-): { queue: DeliveryQueue; engine: EngineStore } {
-  const raw = store.raw;
-  if (raw.kind === "sqlite") {
-    return { queue: createSqliteQueue(raw.sqlite, owner), engine: createSqliteEngineStore(raw.sqlite) };
-  }
+): { queue: DeliveryQueue; engine: EngineStatements } {
+  if (store.dialect === "sqlite") return { queue: createSqliteQueue(store, owner), engine: store.engine };
   const queue =
     kind === "redis"
       ? createRedisQueue({
           url: TEST_REDIS_URL ?? "",
-          pool: raw.pool,
+          store,
           owner,
           prefix: redisPrefix,
           worker: false,
         })
-      : createPgQueue(raw.pool, owner, { listen: false });
-  return { queue, engine: createPgEngineStore(raw.pool) };
+      : createPgQueue(store, owner, { listen: false });
+  return { queue, engine: store.engine };
 }
 
 for (const backend of queueBackends) {
   describe.skipIf(backend.skip)(`queue conformance: ${backend.label}`, () => {
     let store: Store;
     let cleanup: () => Promise<void>;
-    let a: { queue: DeliveryQueue; engine: EngineStore };
-    let b: { queue: DeliveryQueue; engine: EngineStore };
+    let a: { queue: DeliveryQueue; engine: EngineStatements };
+    let b: { queue: DeliveryQueue; engine: EngineStatements };
     let hookA: string;
     let hookB: string;
 
@@ -75,7 +70,7 @@ for (const backend of queueBackends) {
       a = queues(store, "worker-a", backend.queue);
       b = queues(store, "worker-b", backend.queue);
       hookA = (
-        await insertWebhook(store, {
+        await store.webhooks.insert({
           id: newId("whk"),
           userId: "u",
           url: "https://a.example/",
@@ -85,7 +80,7 @@ for (const backend of queueBackends) {
         })
       ).id;
       hookB = (
-        await insertWebhook(store, {
+        await store.webhooks.insert({
           id: newId("whk"),
           userId: "v",
           url: "https://b.example/",
@@ -111,7 +106,7 @@ for (const backend of queueBackends) {
           event: "memory.created",
           body: JSON.stringify({ i }),
           priority,
-          priorityName: ["high", "normal", "low"][priority]!,
+          priorityName: PRIORITY_NAMES[priority]!,
           idempotencyKey: null,
           newDeliveryId: () => newId("dlv"),
         })),

@@ -15,8 +15,7 @@ import {
   type RedisDeliveryQueue,
   type RedisQueueOptions,
 } from "../../src/queue/redis-queue.js";
-import { insertWebhook, openStore, type Store } from "../../src/store/index.js";
-import { createPgEngineStore } from "../../src/store/pg-engine.js";
+import { openStore, type PostgresStore } from "../../src/store/index.js";
 import { freePort } from "../helpers/cli.js";
 import {
   deleteRedisKeys,
@@ -32,7 +31,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const skip = postgresBackend.skip || serviceMissing("TEST_REDIS_URL");
 
 describe.skipIf(skip)("redis queue", () => {
-  let store: Store;
+  let store: PostgresStore;
   let pool: pg.Pool;
   let cleanup: () => Promise<void>;
   let prefix: string;
@@ -43,14 +42,14 @@ describe.skipIf(skip)("redis queue", () => {
   const servers: RedisServer[] = [];
 
   const queue = (owner: string, o: Partial<RedisQueueOptions> = {}) => {
-    const q = createRedisQueue({ url, pool, owner, prefix, worker: false, ...o });
+    const q = createRedisQueue({ url, store, owner, prefix, worker: false, ...o });
     opened.push(q);
     return q;
   };
 
   /** Commits `n` deliveries for `user` at `at`; hands them to `q` unless it is null (a lost enqueue). */
   async function emit(q: RedisDeliveryQueue | null, user: string, n: number, at: number): Promise<string[]> {
-    const writes = await createPgEngineStore(pool).emit(
+    const writes = await store.engine.emit(
       Array.from({ length: n }, (_, i) => ({
         eventId: newId("evt"),
         userId: user,
@@ -72,9 +71,11 @@ describe.skipIf(skip)("redis queue", () => {
   // One schema for the file, emptied between tests: creating and dropping a schema per test
   // races with other files' migrations, which scan every schema of the database.
   beforeAll(async () => {
-    ({ store, cleanup } = await postgresBackend.open());
-    if (store.raw.kind !== "postgres") throw new Error("expected PostgreSQL");
-    pool = store.raw.pool;
+    const opened = await postgresBackend.open();
+    if (opened.store.dialect !== "postgres") throw new Error("expected PostgreSQL");
+    store = opened.store;
+    cleanup = opened.cleanup;
+    pool = store.pool;
   });
   afterAll(async () => {
     await cleanup?.();
@@ -86,7 +87,7 @@ describe.skipIf(skip)("redis queue", () => {
     url = TEST_REDIS_URL ?? "";
     const hook = async (user: string) =>
       (
-        await insertWebhook(store, {
+        await store.webhooks.insert({
           id: newId("whk"),
           userId: user,
           url: `https://${user}.example/`,

@@ -5,7 +5,7 @@
  * A migration is plain SQL per dialect: reviewable, and identical to what runs in production.
  */
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from "kysely";
-import type { Dialect, Store } from "../db.js";
+import type { Dialect, Store } from "../types.js";
 import { initial } from "./001_initial.js";
 
 export interface DialectSql {

@@ -4,28 +4,22 @@
  * slow or broken endpoint only ever occupies its own slots. Outcomes are written in groups: all
  * results that arrive while one write is in progress go into the next (group commit).
  */
-import {
-  type BreakerRules,
-  type BreakerSnapshot,
-  allowance as breakerAllowance,
-  CLOSED,
-  currentState,
-  onFailure,
-  onSuccess,
-  probeAt,
-} from "./circuit-breaker.js";
-import type { Clock } from "./clock.js";
-import { type AttemptResult, attemptDelivery, retrySchedule } from "./dispatcher.js";
-import type { EngineEvents } from "./engine-events.js";
-import type { DeliveryClient } from "./http-client.js";
-import type { Logger } from "./logger.js";
+import type { BreakerRules } from "../circuit-breaker.js";
+import type { Clock } from "../clock.js";
+import { type AttemptResult, attemptDelivery, retrySchedule } from "../dispatcher.js";
+import type { EngineEvents } from "../engine-events.js";
+import type { DeliveryClient } from "../http-client.js";
+import type { Logger } from "../logger.js";
+import type { BreakerState, WebhookRecord } from "../models.js";
+import type { ClaimedDelivery, DeliveryQueue } from "../queue/queue.js";
+import type { EngineStatements } from "../store/types.js";
+import { BreakerMemory } from "./breakers.js";
+import { InFlight } from "./in-flight.js";
 import { OutcomeWriter } from "./outcome-writer.js";
-import type { ClaimedDelivery, DeliveryQueue } from "./queue/queue.js";
-import type { EngineStore, WebhookDispatchRow } from "./store/engine-store.js";
-import type { BreakerState } from "./store/schema.js";
+import { WebhookCache } from "./webhook-cache.js";
 
 export interface WorkerOptions {
-  engineStore: EngineStore;
+  engineStore: EngineStatements;
   queue: DeliveryQueue;
   client: DeliveryClient;
   events: EngineEvents;
@@ -36,6 +30,8 @@ export interface WorkerOptions {
   workers: number;
   endpointConcurrency: number;
   retrySchedule: readonly number[];
+  /** Spread of each retry delay, 0..1 (WEBHOOK_RETRY_JITTER). */
+  retryJitter?: number;
   breaker: BreakerRules;
   timeoutMs: number;
   drainTimeoutMs: number;
@@ -59,29 +55,14 @@ export interface WorkerHealth {
   stats: WorkerStats;
 }
 
-function breakerFromRow(row: WebhookDispatchRow, now: number): BreakerSnapshot {
-  if (row.breaker_state === "closed") return { ...CLOSED, failures: row.failure_count };
-  return {
-    state: "open",
-    failures: row.failure_count,
-    openedAt: row.breaker_opened_at ? Date.parse(row.breaker_opened_at) : now,
-  };
-}
-
-interface InFlight {
-  delivery: ClaimedDelivery;
-  claimedAt: number;
-}
-
 export class DeliveryWorker {
   readonly #o: Required<WorkerOptions>;
   #running = false;
   #stopping: Promise<void> | undefined;
   readonly #ready = new Set<string>();
-  readonly #inflightByHook = new Map<string, number>();
-  readonly #inflight = new Map<string, InFlight>();
-  readonly #breakers = new Map<string, BreakerSnapshot>();
-  readonly #hooks = new Map<string, { row: WebhookDispatchRow; at: number }>();
+  readonly #inflight = new InFlight();
+  readonly #breakers: BreakerMemory;
+  readonly #hooks: WebhookCache;
   #pumping = false;
   #pumpAgain = false;
   readonly #writer: OutcomeWriter;
@@ -93,7 +74,17 @@ export class DeliveryWorker {
   readonly stats: WorkerStats = { processed: 0, successful: 0, failed: 0 };
 
   constructor(options: WorkerOptions) {
-    this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, ...options };
+    this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, retryJitter: 0, ...options };
+    this.#breakers = new BreakerMemory(this.#o.breaker);
+    this.#hooks = new WebhookCache(
+      (id) => this.#o.engineStore.webhookForDispatch(id),
+      this.#o.clock,
+      this.#o.webhookCacheMs,
+      // Ours leads the stored breaker only by writes that have not landed yet.
+      (hook) => {
+        if (!this.#writer.hasBreakerChange(hook.id)) this.#breakers.adopt(hook, this.#o.clock.now());
+      },
+    );
     this.#writer = new OutcomeWriter({
       engineStore: this.#o.engineStore,
       owner: this.#o.owner,
@@ -125,8 +116,8 @@ export class DeliveryWorker {
 
   /** Forget cached settings of a webhook (it was updated or deleted in this process). */
   invalidate(webhookId: string): void {
-    this.#hooks.delete(webhookId);
-    this.#breakers.delete(webhookId);
+    this.#hooks.invalidate(webhookId);
+    this.#breakers.forget(webhookId);
     this.#ready.add(webhookId);
     this.#pump();
   }
@@ -143,11 +134,7 @@ export class DeliveryWorker {
 
   /** Breaker states this worker knows, as of now. */
   breakerStates(): Array<{ webhookId: string; state: BreakerState }> {
-    const now = this.#o.clock.now();
-    return [...this.#breakers].map(([webhookId, b]) => ({
-      webhookId,
-      state: currentState(b, this.#o.breaker, now),
-    }));
+    return this.#breakers.states(this.#o.clock.now());
   }
 
   /** Resolves when nothing is in flight or waiting to be written (tests, shutdown). */
@@ -169,7 +156,7 @@ export class DeliveryWorker {
       }),
     ]);
     if (!drained) {
-      const left = [...this.#inflight.values()].map((f) => f.delivery);
+      const left = this.#inflight.deliveries();
       this.#o.logger.warn({ in_flight: left.length }, "drain timeout: releasing deliveries still in flight");
       await this.#o.queue.release(left, this.#o.clock.now()).catch(() => {});
     }
@@ -215,42 +202,12 @@ export class DeliveryWorker {
   }
 
   #extendLeases(now: number): void {
-    const stale = [...this.#inflight.values()]
-      .filter((f) => now - f.claimedAt > this.leaseMs / 3)
-      .map((f) => {
-        f.claimedAt = now;
-        return f.delivery.id;
-      });
-    if (stale.length > 0) {
+    const due = this.#inflight.dueForRenewal(now, this.leaseMs);
+    if (due.length > 0) {
       this.#o.queue
-        .extend(stale, now + this.leaseMs)
+        .extend(due, now + this.leaseMs)
         .catch((err: unknown) => this.#noteError("lease extension failed", err));
     }
-  }
-
-  #breaker(hook: WebhookDispatchRow): BreakerSnapshot {
-    let b = this.#breakers.get(hook.id);
-    if (!b) {
-      b = breakerFromRow(hook, this.#o.clock.now());
-      this.#breakers.set(hook.id, b);
-    }
-    return b;
-  }
-
-  async #webhook(id: string): Promise<WebhookDispatchRow | null> {
-    const now = this.#o.clock.now();
-    const cached = this.#hooks.get(id);
-    if (cached && now - cached.at < this.#o.webhookCacheMs) return cached.row;
-    const row = await this.#o.engineStore.webhookForDispatch(id);
-    if (row) {
-      this.#hooks.set(id, { row, at: now });
-      // The stored breaker is the one every process shares; ours only leads it by writes that
-      // have not landed yet.
-      if (!this.#writer.hasBreakerChange(id)) this.#breakers.set(id, breakerFromRow(row, now));
-    } else {
-      this.#hooks.delete(id);
-    }
-    return row;
   }
 
   /**
@@ -280,23 +237,22 @@ export class DeliveryWorker {
   async #pumpLoop(): Promise<void> {
     this.#pumpAgain = false;
     let free = this.#o.workers - this.#inflight.size;
-    const plan: Array<{ webhookId: string; max: number; limit: number; hook: WebhookDispatchRow }> = [];
+    const plan: Array<{ webhookId: string; max: number; limit: number; hook: WebhookRecord }> = [];
     const now = this.#o.clock.now();
     for (const webhookId of [...this.#ready]) {
       if (free <= 0) break;
-      const hook = await this.#webhook(webhookId);
+      const hook = await this.#hooks.get(webhookId);
       if (!hook) {
         this.#ready.delete(webhookId);
         continue;
       }
-      const b = this.#breaker(hook);
-      const inflight = this.#inflightByHook.get(webhookId) ?? 0;
-      const limit = breakerAllowance(b, this.#o.breaker, now, this.#o.endpointConcurrency);
+      const inflight = this.#inflight.count(webhookId);
+      const limit = this.#breakers.allowance(hook, now, this.#o.endpointConcurrency);
       const room = limit - inflight;
       this.#ready.delete(webhookId);
       if (room <= 0) {
         // Saturated or open: it comes back when a slot frees or the probe is due.
-        const probe = probeAt(b, this.#o.breaker);
+        const probe = this.#breakers.probeAt(hook, now);
         if (probe !== null && inflight === 0) this.#wakeAt(probe);
         continue;
       }
@@ -323,13 +279,13 @@ export class DeliveryWorker {
     if (this.#ready.size > 0 && this.#o.workers - this.#inflight.size > 0) this.#pumpAgain = true;
   }
 
-  #start(c: ClaimedDelivery, hook: WebhookDispatchRow, now: number): void {
-    this.#inflight.set(c.id, { delivery: c, claimedAt: now });
-    this.#inflightByHook.set(c.webhookId, (this.#inflightByHook.get(c.webhookId) ?? 0) + 1);
+  #start(c: ClaimedDelivery, hook: WebhookRecord, now: number): void {
+    this.#inflight.add(c, now);
     attemptDelivery(c, hook, {
       client: this.#o.client,
       clock: this.#o.clock,
       schedule: retrySchedule(hook, this.#o.retrySchedule),
+      jitter: this.#o.retryJitter,
     }).then(
       (r) => this.#finished(hook, r),
       (err: unknown) => {
@@ -347,29 +303,22 @@ export class DeliveryWorker {
     this.#checkIdle();
   }
 
-  #finished(hook: WebhookDispatchRow, r: AttemptResult): void {
+  #finished(hook: WebhookRecord, r: AttemptResult): void {
     const now = this.#o.clock.now();
-    if (r.attempted) {
-      const before = this.#breaker(hook);
-      const after =
-        r.outcome.status === "success" ? onSuccess(before) : onFailure(before, this.#o.breaker, now);
-      this.#breakers.set(hook.id, after);
-      const from = currentState(before, this.#o.breaker, now);
-      if (after.state !== before.state || from !== after.state) {
-        this.#writer.breaker(
-          hook.id,
-          after.state,
-          after.openedAt === null ? null : new Date(after.openedAt).toISOString(),
-        );
-        this.#o.events.emit("breaker", { webhookId: hook.id, from, to: after.state });
-        this.#o.logger.info({ webhook_id: hook.id, from, to: after.state }, "circuit breaker changed state");
-        if (after.state === "open") this.#wakeAt(now + this.#o.breaker.cooldownMs);
-      }
+    const change = r.attempted ? this.#breakers.record(hook, r.outcome.status === "success", now) : null;
+    if (change) {
+      this.#writer.breaker(hook.id, change.to, change.openedAt);
+      this.#o.events.emit("breaker", { webhookId: hook.id, from: change.from, to: change.to });
+      this.#o.logger.info(
+        { webhook_id: hook.id, from: change.from, to: change.to },
+        "circuit breaker changed state",
+      );
+      if (change.to === "open") this.#wakeAt(now + this.#o.breaker.cooldownMs);
     }
     if (r.gone) {
       this.#writer.disable(hook.id, "endpoint answered 410 Gone", r.outcome.attemptedAt);
       // Until that write lands, remember it here: the webhook's other deliveries must not be sent.
-      this.#hooks.set(hook.id, { row: { ...hook, active: 0 }, at: now });
+      this.#hooks.override({ ...hook, active: false });
     }
     // The slot stays taken until the outcome is written: until then the queue still counts the
     // delivery against the webhook's limit, and a slot freed earlier would claim nothing.
@@ -377,11 +326,7 @@ export class DeliveryWorker {
   }
 
   #freeSlot(deliveryId: string, webhookId: string): void {
-    if (!this.#inflight.delete(deliveryId)) return;
-    const n = (this.#inflightByHook.get(webhookId) ?? 1) - 1;
-    if (n <= 0) this.#inflightByHook.delete(webhookId);
-    else this.#inflightByHook.set(webhookId, n);
-    this.#ready.add(webhookId);
+    if (this.#inflight.remove(deliveryId, webhookId)) this.#ready.add(webhookId);
   }
 
   #afterWrite(results: AttemptResult[]): void {

@@ -4,16 +4,16 @@
  * of one per delivery. A write that fails is retried with everything still in it: until it lands
  * the deliveries stay leased to this worker, so nothing is lost either way.
  */
-import type { AttemptResult } from "./dispatcher.js";
-import type { EngineStore, OutcomeBatch } from "./store/engine-store.js";
-import type { BreakerState } from "./store/schema.js";
+import type { AttemptResult } from "../dispatcher.js";
+import type { BreakerState } from "../models.js";
+import type { EngineStatements, OutcomeBatch } from "../store/types.js";
 
 /** Bounded, so one write never holds the event loop (and every emit behind it) for long. */
 const MAX_WRITE_BATCH = 200;
 const RETRY_MS = 500;
 
 export interface OutcomeWriterOptions {
-  engineStore: EngineStore;
+  engineStore: EngineStatements;
   owner: string;
   /** Called after each successful write with the results it carried. */
   onWritten(results: AttemptResult[]): void;

@@ -1,12 +1,12 @@
 /**
  * The embedded mode's hot paths on raw better-sqlite3 statements: prepared once, run inside
- * synchronous transactions (nothing can interleave), many rows per commit. Kysely stays for
- * everything that is not on the hot path.
+ * synchronous transactions (nothing can interleave), many rows per commit.
  */
 import type SQLite from "better-sqlite3";
-import type { EmitRow, EmitWrite, EngineStore, Outcome, OutcomeBatch } from "./engine-store.js";
+import { subscribed, summarizeCounters, toWebhook, WEBHOOK_COLUMNS, type WebhookRow } from "../common.js";
+import type { EmitRow, EmitWrite, EngineStatements, Outcome, OutcomeBatch } from "../types.js";
 
-export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
+export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
   const st = {
     findIdem: sqlite.prepare<[string, string], { id: string; delivery_count: number; created_at: string }>(
       "SELECT id, delivery_count, created_at FROM webhook_events WHERE user_id = ? AND idempotency_key = ?",
@@ -48,10 +48,7 @@ export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
       `UPDATE webhooks SET active = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND active = 1`,
     ),
     lockOwner: sqlite.prepare<[], { owner: string }>("SELECT owner FROM engine_lock WHERE id = 1"),
-    webhook: sqlite.prepare<[string], WebhookDispatchRow>(
-      `SELECT id, user_id, url, secret, previous_secret, previous_secret_expires_at, active, retry_schedule,
-         breaker_state, breaker_opened_at, failure_count FROM webhooks WHERE id = ?`,
-    ),
+    webhook: sqlite.prepare<[string], WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`),
   };
 
   const emitTx = sqlite.transaction((rows: EmitRow[], now: string, idemCutoff: string) => {
@@ -136,62 +133,11 @@ export function createSqliteEngineStore(sqlite: SQLite.Database): EngineStore {
   });
 
   return {
-    async emit(rows, now, idemCutoff) {
-      return emitTx(rows, now, idemCutoff);
-    },
-    async recordOutcomes(batch) {
-      return outcomeTx(batch);
-    },
+    emit: async (rows, now, idemCutoff) => emitTx(rows, now, idemCutoff),
+    recordOutcomes: async (batch) => outcomeTx(batch),
     async webhookForDispatch(id) {
-      return st.webhook.get(id) ?? null;
+      const row = st.webhook.get(id);
+      return row ? toWebhook(row) : null;
     },
   };
-}
-
-export interface WebhookDispatchRow {
-  id: string;
-  user_id: string;
-  url: string;
-  secret: string;
-  previous_secret: string | null;
-  previous_secret_expires_at: string | null;
-  active: number | boolean;
-  retry_schedule: string | null;
-  breaker_state: string;
-  breaker_opened_at: string | null;
-  failure_count: number;
-}
-
-export function subscribed(events: string, event: string): boolean {
-  for (const e of events.split(",")) if (e === event || e === "*") return true;
-  return false;
-}
-
-interface Counters {
-  /** Consecutive failures after the batch: absolute when the batch had a success, else a delta. */
-  failures: number;
-  lastAt: string;
-  lastSuccessAt: string | null;
-  lastFailureAt: string | null;
-}
-
-/** One counter update per webhook per batch, whatever the number of deliveries in it. */
-export function summarizeCounters(outcomes: readonly Outcome[]): Map<string, Counters> {
-  const out = new Map<string, Counters>();
-  for (const o of outcomes) {
-    let c = out.get(o.webhookId);
-    if (!c) {
-      c = { failures: 0, lastAt: o.attemptedAt, lastSuccessAt: null, lastFailureAt: null };
-      out.set(o.webhookId, c);
-    }
-    if (o.attemptedAt > c.lastAt) c.lastAt = o.attemptedAt;
-    if (o.status === "success") {
-      c.failures = 0;
-      c.lastSuccessAt = o.attemptedAt;
-    } else {
-      c.failures += 1;
-      c.lastFailureAt = o.attemptedAt;
-    }
-  }
-  return out;
 }

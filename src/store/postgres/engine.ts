@@ -4,16 +4,8 @@
  * rows become visible (at commit), never before.
  */
 import type pg from "pg";
-import { canonicalJson } from "../signer.js";
-import type {
-  EmitRow,
-  EmitWrite,
-  EngineStore,
-  Outcome,
-  OutcomeBatch,
-  WebhookDispatchRow,
-} from "./engine-store.js";
-import { subscribed, summarizeCounters } from "./sqlite-engine.js";
+import { subscribed, summarizeCounters, toWebhook, WEBHOOK_COLUMNS, type WebhookRow } from "../common.js";
+import type { EmitRow, EmitWrite, EngineStatements, Outcome, OutcomeBatch } from "../types.js";
 
 export const WAKE_CHANNEL = "continuum_webhooks_wake";
 
@@ -32,7 +24,7 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
   }
 }
 
-export function createPgEngineStore(pool: pg.Pool): EngineStore {
+export function pgEngine(pool: pg.Pool): EngineStatements {
   return {
     /**
      * A whole batch in a fixed number of statements, whatever its size: subscribers for every
@@ -227,24 +219,15 @@ export function createPgEngineStore(pool: pg.Pool): EngineStore {
     },
 
     async webhookForDispatch(id: string) {
-      const res = await pool.query<WebhookDispatchRow>(
-        `SELECT id, user_id, url, secret, previous_secret, previous_secret_expires_at, active, retry_schedule,
-           breaker_state, breaker_opened_at, failure_count FROM webhooks WHERE id = $1`,
-        [id],
-      );
-      return res.rows[0] ?? null;
+      const res = await pool.query<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1`, [id]);
+      return res.rows[0] ? toWebhook(res.rows[0]) : null;
     },
   };
 }
 
 /** Wake-ups carry webhook ids; a NOTIFY payload is limited to 8000 bytes, so split long lists. */
-export async function notify(c: pg.ClientBase, webhookIds: string[]): Promise<void> {
+async function notify(c: pg.ClientBase, webhookIds: string[]): Promise<void> {
   for (let i = 0; i < webhookIds.length; i += 200) {
     await c.query("SELECT pg_notify($1, $2)", [WAKE_CHANNEL, webhookIds.slice(i, i + 200).join(",")]);
   }
-}
-
-/** PostgreSQL returns JSONB re-formatted: canonicalize again to get the exact body to send. */
-export function canonicalBody(payloadText: string): string {
-  return canonicalJson(JSON.parse(payloadText));
 }

@@ -1,0 +1,285 @@
+/**
+ * What both backends share and that is not SQL: turning their rows into domain records (the
+ * drivers are set up so both return ISO times, JSON as text and counts as numbers), the rules an
+ * emit and an outcome batch apply in memory, and the one condition for "work still to do".
+ */
+import {
+  type ApiKeyRecord,
+  type AttemptRecord,
+  type BreakerState,
+  type DeliveryRecord,
+  type DeliveryStatus,
+  PRIORITY_NAMES,
+  type Priority,
+  type WebhookRecord,
+} from "../models.js";
+import type { ClaimedDelivery } from "../queue/queue.js";
+import type { Outcome } from "./types.js";
+
+/** SQL condition for work still to do: pending, or failed with a retry scheduled. */
+export const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
+
+export interface WebhookRow {
+  id: string;
+  user_id: string;
+  url: string;
+  secret: string;
+  events: string;
+  active: number | boolean;
+  created_at: string;
+  updated_at: string;
+  failure_count: number;
+  last_triggered_at: string | null;
+  last_success_at: string | null;
+  last_failure_at: string | null;
+  metadata: string | null;
+  name: string | null;
+  description: string | null;
+  previous_secret: string | null;
+  previous_secret_expires_at: string | null;
+  retry_schedule: string | null;
+  breaker_state: string;
+  breaker_opened_at: string | null;
+  disabled_reason: string | null;
+}
+
+export function toWebhook(row: WebhookRow): WebhookRecord {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    url: row.url,
+    secret: row.secret,
+    events: row.events.split(",").filter(Boolean),
+    active: row.active === true || row.active === 1,
+    name: row.name,
+    description: row.description,
+    metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as Record<string, unknown>),
+    retrySchedule: parseSchedule(row.retry_schedule),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    failureCount: row.failure_count,
+    lastTriggeredAt: row.last_triggered_at,
+    lastSuccessAt: row.last_success_at,
+    lastFailureAt: row.last_failure_at,
+    previousSecret: row.previous_secret,
+    previousSecretExpiresAt: row.previous_secret_expires_at,
+    breakerState: row.breaker_state as BreakerState,
+    breakerOpenedAt: row.breaker_opened_at,
+    disabledReason: row.disabled_reason,
+  };
+}
+
+/** A schedule written by an older version may be anything: such a webhook uses the default. */
+function parseSchedule(text: string | null): number[] | null {
+  if (text === null) return null;
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return Array.isArray(parsed) && parsed.length > 0 && parsed.every((n) => typeof n === "number")
+      ? parsed
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+export const WEBHOOK_COLUMNS =
+  "id, user_id, url, secret, events, active, created_at, updated_at, failure_count, last_triggered_at, " +
+  "last_success_at, last_failure_at, metadata, name, description, previous_secret, " +
+  "previous_secret_expires_at, retry_schedule, breaker_state, breaker_opened_at, disabled_reason";
+
+export interface DeliveryRow {
+  id: string;
+  webhook_id: string;
+  event_id: string | null;
+  event: string;
+  payload: string;
+  status: DeliveryStatus;
+  priority: number;
+  attempts: number;
+  next_retry_at: string | null;
+  response_code: number | null;
+  response_body: string | null;
+  duration_ms: number;
+  created_at: string;
+  completed_at: string | null;
+  error_message: string | null;
+}
+
+export const DELIVERY_COLUMNS =
+  "id, webhook_id, event_id, event, payload, status, priority, attempts, next_retry_at, response_code, " +
+  "response_body, duration_ms, created_at, completed_at, error_message";
+
+export function toDelivery(row: DeliveryRow, body: (payload: string) => string): DeliveryRecord {
+  return {
+    id: row.id,
+    webhookId: row.webhook_id,
+    eventId: row.event_id,
+    event: row.event,
+    payload: body(row.payload),
+    status: row.status,
+    priority: row.priority,
+    attempts: row.attempts,
+    nextRetryAt: row.next_retry_at,
+    responseCode: row.response_code,
+    responseBody: row.response_body,
+    durationMs: row.duration_ms,
+    createdAt: row.created_at,
+    completedAt: row.completed_at,
+    errorMessage: row.error_message,
+  };
+}
+
+export interface AttemptRow {
+  delivery_id: string;
+  attempt: number;
+  webhook_id: string;
+  attempted_at: string;
+  response_code: number | null;
+  duration_ms: number;
+  error_type: string | null;
+  error_message: string | null;
+}
+
+export const ATTEMPT_COLUMNS =
+  "delivery_id, attempt, webhook_id, attempted_at, response_code, duration_ms, error_type, error_message";
+
+export function toAttempt(row: AttemptRow): AttemptRecord {
+  return {
+    deliveryId: row.delivery_id,
+    attempt: row.attempt,
+    webhookId: row.webhook_id,
+    attemptedAt: row.attempted_at,
+    responseCode: row.response_code,
+    durationMs: row.duration_ms,
+    errorType: row.error_type,
+    errorMessage: row.error_message,
+  };
+}
+
+export interface ApiKeyRow {
+  id: string;
+  user_id: string;
+  role: ApiKeyRecord["role"];
+  name: string | null;
+  key_prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export const API_KEY_COLUMNS = "id, user_id, role, name, key_prefix, created_at, last_used_at, revoked_at";
+
+export function toApiKey(r: ApiKeyRow): ApiKeyRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    role: r.role,
+    name: r.name,
+    prefix: r.key_prefix,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+  };
+}
+
+/** A claimed row as every claim statement returns it. */
+export interface ClaimRow {
+  id: string;
+  webhook_id: string;
+  priority: number;
+  event: string;
+  payload: string;
+  attempts: number;
+}
+
+/** `body` turns the stored payload into the exact bytes to send (PostgreSQL re-canonicalizes). */
+export function toClaimed(r: ClaimRow, body: (payload: string) => string): ClaimedDelivery {
+  return {
+    id: r.id,
+    webhookId: r.webhook_id,
+    priority: r.priority,
+    event: r.event,
+    payload: body(r.payload),
+    attempts: r.attempts,
+  };
+}
+
+/** Counts by priority rank (0 high, 1 normal, 2 low) as the named depth every queue reports. */
+export function depthByPriority(
+  rows: ReadonlyArray<{ priority: number; n: number }>,
+): Record<Priority, number> {
+  const out: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  for (const r of rows) {
+    const name = PRIORITY_NAMES[r.priority];
+    if (name) out[name] += Number(r.n);
+  }
+  return out;
+}
+
+export function emptyStatusCounts(): Record<DeliveryStatus, number> {
+  return { pending: 0, success: 0, failed: 0, dead_letter: 0 };
+}
+
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string } | null;
+  return e?.code === "23505" || e?.code === "SQLITE_CONSTRAINT_UNIQUE";
+}
+
+export const jsonOrNull = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+
+/** Whether a webhook subscribed to `events` (comma-separated) gets `event`. */
+export function subscribed(events: string, event: string): boolean {
+  for (const e of events.split(",")) if (e === event || e === "*") return true;
+  return false;
+}
+
+export interface Counters {
+  /** Consecutive failures after the batch: absolute when the batch had a success, else a delta. */
+  failures: number;
+  lastAt: string;
+  lastSuccessAt: string | null;
+  lastFailureAt: string | null;
+}
+
+/** One counter update per webhook per batch, whatever the number of deliveries in it. */
+export function summarizeCounters(outcomes: readonly Outcome[]): Map<string, Counters> {
+  const out = new Map<string, Counters>();
+  for (const o of outcomes) {
+    let c = out.get(o.webhookId);
+    if (!c) {
+      c = { failures: 0, lastAt: o.attemptedAt, lastSuccessAt: null, lastFailureAt: null };
+      out.set(o.webhookId, c);
+    }
+    if (o.attemptedAt > c.lastAt) c.lastAt = o.attemptedAt;
+    if (o.status === "success") {
+      c.failures = 0;
+      c.lastSuccessAt = o.attemptedAt;
+    } else {
+      c.failures += 1;
+      c.lastFailureAt = o.attemptedAt;
+    }
+  }
+  return out;
+}
+
+/** Columns a webhook patch may set, with how each value is stored. */
+export function webhookPatchColumns(
+  patch: import("./types.js").WebhookPatch,
+  bool: (v: boolean) => number | boolean,
+): Array<[column: string, value: unknown]> {
+  const set: Array<[string, unknown]> = [];
+  if (patch.url !== undefined) set.push(["url", patch.url]);
+  if (patch.events !== undefined) set.push(["events", patch.events.join(",")]);
+  if (patch.active !== undefined) set.push(["active", bool(patch.active)]);
+  if (patch.name !== undefined) set.push(["name", patch.name]);
+  if (patch.description !== undefined) set.push(["description", patch.description]);
+  if (patch.metadata !== undefined) set.push(["metadata", jsonOrNull(patch.metadata)]);
+  if (patch.retrySchedule !== undefined) set.push(["retry_schedule", jsonOrNull(patch.retrySchedule)]);
+  if (patch.secret !== undefined) set.push(["secret", patch.secret]);
+  if (patch.previousSecret !== undefined) set.push(["previous_secret", patch.previousSecret]);
+  if (patch.previousSecretExpiresAt !== undefined)
+    set.push(["previous_secret_expires_at", patch.previousSecretExpiresAt]);
+  if (patch.disabledReason !== undefined) set.push(["disabled_reason", patch.disabledReason]);
+  else if (patch.active === true) set.push(["disabled_reason", null]);
+  return set;
+}
