@@ -112,6 +112,7 @@ export function createEngine(options: EngineOptions): Engine {
         breaker: { threshold: config.breakerThreshold, cooldownMs: config.breakerCooldownMs },
         timeoutMs: config.timeoutMs,
         drainTimeoutMs: config.drainTimeoutMs,
+        heartbeats: store.workers,
         ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
       })
     : null;

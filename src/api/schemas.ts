@@ -348,6 +348,9 @@ export const HealthResponse = define(
     status: oneOf(["healthy", "degraded", "unhealthy"]),
     running: Type.Boolean(),
     workers: Type.Integer(),
+    workers_alive: nullable(
+      Type.Integer({ description: "Worker processes whose heartbeat is current (this one included)" }),
+    ),
     queue_depth: nullable(QueueDepth),
     worker_stats: Type.Object({
       processed: Type.Integer(),

@@ -9,7 +9,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Config } from "../config.js";
 import type { Engine } from "../engine.js";
 import type { Logger } from "../logger.js";
-import { createMetrics } from "../metrics.js";
 import type { Store } from "../store/index.js";
 import { ApiKeyAuthenticator, type AuthOptions } from "./auth.js";
 import {
@@ -21,12 +20,12 @@ import {
   sendProblem,
   toProblem,
 } from "./errors.js";
-import { checkHealth } from "./health.js";
 import { registerOpenApi } from "./openapi.js";
+import { opsRoutes } from "./ops.js";
 import { deliveryRoutes } from "./routes/deliveries.js";
 import { eventRoutes } from "./routes/events.js";
 import { webhookRoutes } from "./routes/webhooks.js";
-import { HealthResponse, namedSchemas, ref } from "./schemas.js";
+import { namedSchemas } from "./schemas.js";
 import { validatorCompiler } from "./validation.js";
 
 export { checkHealth, type HealthReport } from "./health.js";
@@ -112,57 +111,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     }
   });
 
-  const metrics = createMetrics({
-    events: deps.engine.events,
-    queueDepth: () => deps.engine.queue.depth(),
-    ...(deps.engine.worker ? { breakerStates: async () => deps.engine.worker?.breakerStates() ?? [] } : {}),
-    onCollectError: (source, err) =>
-      deps.logger.warn(
-        { source, err: err instanceof Error ? err.message : String(err) },
-        "metrics collection failed",
-      ),
-  });
-  app.addHook("onClose", async () => metrics.close());
-
   // Before any route: the document is built from the routes registered after it.
   registerOpenApi(app, VERSION);
 
-  app.register(async (ops) => {
-    ops.get(
-      "/health",
-      {
-        schema: {
-          summary: "Service health",
-          description: "503 when the database is unreachable; `degraded` lists its `reasons`. No key needed.",
-          tags: ["operations"],
-          security: [],
-          response: { 200: ref(HealthResponse), 503: ref(HealthResponse) },
-        },
-      },
-      async (_request, reply) => {
-        const report = await checkHealth({ store: deps.store, engine: deps.engine, log: deps.logger });
-        return reply.code(report.status === "unhealthy" ? 503 : 200).send(report);
-      },
-    );
-    ops.get(
-      "/metrics",
-      {
-        schema: {
-          summary: "Prometheus metrics",
-          tags: ["operations"],
-          security: [],
-          produces: ["text/plain"],
-          response: {
-            200: {
-              description: "Prometheus text exposition format",
-              content: { "text/plain": { schema: { type: "string" } } },
-            },
-          },
-        },
-      },
-      async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()),
-    );
-  });
+  app.register(opsRoutes, { store: deps.store, engine: deps.engine, logger: deps.logger });
 
   const authenticator = new ApiKeyAuthenticator(deps.store, deps.logger, deps.auth);
   app.decorateRequest("auth", null);
@@ -192,5 +144,30 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     { prefix: "/api/v1" },
   );
 
+  return app;
+}
+
+/**
+ * The worker's HTTP side: only /health and /metrics, through the same plugin, schemas and
+ * problem+json errors as `serve`.
+ */
+export async function buildOpsServer(
+  deps: Pick<ServerDeps, "store" | "logger" | "engine">,
+): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    clientErrorHandler,
+    frameworkErrors: (error, _request, reply) => {
+      sendProblem(reply, toProblem(error));
+    },
+  });
+  for (const s of namedSchemas()) app.addSchema(s);
+  app.setValidatorCompiler(validatorCompiler(namedSchemas()));
+  app.setErrorHandler(errorHandler);
+  const routes = new RouteTable();
+  app.addHook("onRoute", (r) => routes.add(r.url, r.method, false));
+  app.setNotFoundHandler(routes.notFoundHandler);
+  await app.register(opsRoutes, deps);
   return app;
 }

@@ -85,10 +85,16 @@ export interface ApiKeysTable {
   revoked_at: string | null;
 }
 
+export interface WorkerHeartbeatsTable {
+  owner: string;
+  expires_at: string;
+}
+
 export interface Database {
   webhooks: WebhooksTable;
   webhook_events: EventsTable;
   webhook_deliveries: DeliveriesTable;
   webhook_delivery_attempts: AttemptsTable;
   api_keys: ApiKeysTable;
+  worker_heartbeats: WorkerHeartbeatsTable;
 }

@@ -204,6 +204,16 @@ export interface EngineStatements {
   webhookForDispatch(id: string): Promise<WebhookRecord | null>;
 }
 
+/** Heartbeats of the processes that deliver. */
+export interface WorkerStatements {
+  /** `owner` is alive until `until`. */
+  beat(owner: string, until: string): Promise<void>;
+  /** Owners whose heartbeat has not run out at `now`. */
+  alive(now: string): Promise<number>;
+  /** `owner` stopped: forget it at once. */
+  retire(owner: string): Promise<void>;
+}
+
 /** The embedded queue's statements (store/sqlite/queue.ts). */
 export interface SqliteQueueStatements {
   /** Due deliveries of one webhook at one priority, oldest due first. */
@@ -291,6 +301,7 @@ interface StoreBase {
   readonly deliveries: DeliveryStatements;
   readonly apiKeys: ApiKeyStatements;
   readonly engine: EngineStatements;
+  readonly workers: WorkerStatements;
   ping(): Promise<void>;
   /** Callable twice; returns the same promise. */
   close(): Promise<void>;

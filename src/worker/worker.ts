@@ -12,7 +12,7 @@ import type { DeliveryClient } from "../http-client.js";
 import type { Logger } from "../logger.js";
 import type { BreakerState, WebhookRecord } from "../models.js";
 import type { ClaimedDelivery, DeliveryQueue } from "../queue/queue.js";
-import type { EngineStatements } from "../store/types.js";
+import type { EngineStatements, WorkerStatements } from "../store/types.js";
 import { BreakerMemory } from "./breakers.js";
 import { InFlight } from "./in-flight.js";
 import { OutcomeWriter } from "./outcome-writer.js";
@@ -39,7 +39,13 @@ export interface WorkerOptions {
   sweepIntervalMs?: number;
   /** How long a claimed webhook's settings are reused before being read again. */
   webhookCacheMs?: number;
+  /** Where this worker says it is alive (an API process without workers reads it for /health). */
+  heartbeats?: WorkerStatements | null;
 }
+
+/** A heartbeat every 5 s, valid for 15 s: a worker is seen dead within 15 s of its last one. */
+export const HEARTBEAT_MS = 5000;
+export const HEARTBEAT_TTL_MS = 15_000;
 
 export interface WorkerStats {
   processed: number;
@@ -70,11 +76,14 @@ export class DeliveryWorker {
   #wakeTimer: { handle: unknown; at: number } | undefined;
   #unsubscribe: (() => void) | undefined;
   #lastError: string | null = null;
+  #lastBeat = Number.NEGATIVE_INFINITY;
+  /** Webhooks whose refused target was already logged at warn (once per process is enough). */
+  readonly #refusedNoted = new Set<string>();
   #idle: Array<() => void> = [];
   readonly stats: WorkerStats = { processed: 0, successful: 0, failed: 0 };
 
   constructor(options: WorkerOptions) {
-    this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, retryJitter: 0, ...options };
+    this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, retryJitter: 0, heartbeats: null, ...options };
     this.#breakers = new BreakerMemory(this.#o.breaker);
     this.#hooks = new WebhookCache(
       (id) => this.#o.engineStore.webhookForDispatch(id),
@@ -161,6 +170,7 @@ export class DeliveryWorker {
       await this.#o.queue.release(left, this.#o.clock.now()).catch(() => {});
     }
     await this.#writer.drain();
+    await this.#o.heartbeats?.retire(this.#o.owner).catch(() => {});
   }
 
   #scheduleSweep(): void {
@@ -172,6 +182,7 @@ export class DeliveryWorker {
   #sweep(): void {
     if (!this.#running) return;
     const now = this.#o.clock.now();
+    this.#beat(now);
     this.#o.queue
       .readyWebhooks(now)
       .then((ids) => {
@@ -184,6 +195,16 @@ export class DeliveryWorker {
       })
       .catch((err: unknown) => this.#noteError("sweep failed", err))
       .finally(() => this.#scheduleSweep());
+  }
+
+  #beat(now: number): void {
+    const hb = this.#o.heartbeats;
+    if (!hb || now - this.#lastBeat < HEARTBEAT_MS) return;
+    this.#lastBeat = now;
+    hb.beat(this.#o.owner, new Date(now + HEARTBEAT_TTL_MS).toISOString()).catch((err: unknown) => {
+      this.#lastBeat = Number.NEGATIVE_INFINITY;
+      this.#noteError("heartbeat failed", err);
+    });
   }
 
   /** Wake precisely when the earliest known retry falls due (the sweep is the safety net). */
@@ -367,6 +388,14 @@ export class DeliveryWorker {
         duration_ms: o.durationMs,
         error_type: o.errorType,
       };
+      if (o.errorType === "refused_target" && !this.#refusedNoted.has(o.webhookId)) {
+        // At debug level alone this is invisible, and it is nearly always a missing setting.
+        this.#refusedNoted.add(o.webhookId);
+        this.#o.logger.warn(
+          { webhook_id: o.webhookId, delivery_id: o.deliveryId },
+          "delivery refused: the target address is not allowed by the SSRF rules; a development or test target must be listed in WEBHOOK_ALLOW_TARGETS on every worker process",
+        );
+      }
       if (o.status === "dead_letter")
         this.#o.logger.warn(fields, "delivery dead-lettered: every attempt failed");
       else this.#o.logger.debug(fields, "delivery attempt");

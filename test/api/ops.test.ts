@@ -43,6 +43,7 @@ describe("GET /health", () => {
       status: "healthy",
       running: true,
       workers: 10,
+      workers_alive: 1,
       queue_depth: { high: 0, normal: 0, low: 0 },
       worker_stats: { processed: 0, successful: 0, failed: 0 },
       reasons: [],
@@ -83,13 +84,17 @@ describe("GET /health", () => {
 
   it("is degraded when the queue is deeper than the critical alert threshold", async () => {
     api = await startApi();
-    const deep = fakeEngine({ depth: async () => ({ high: 1, normal: DEEP_QUEUE, low: 0 }) });
+    // A process that delivers itself: the no-live-worker rule is for API-only processes.
+    const deep = fakeEngine({ worker: {}, depth: async () => ({ high: 1, normal: DEEP_QUEUE, low: 0 }) });
     expect(await checkHealth({ store: api.store, engine: deep })).toMatchObject({
       status: "degraded",
       reasons: ["queue_deep"],
       queue_depth: { high: 1, normal: DEEP_QUEUE, low: 0 },
     });
-    const atThreshold = fakeEngine({ depth: async () => ({ high: 0, normal: DEEP_QUEUE, low: 0 }) });
+    const atThreshold = fakeEngine({
+      worker: {},
+      depth: async () => ({ high: 0, normal: DEEP_QUEUE, low: 0 }),
+    });
     expect((await checkHealth({ store: api.store, engine: atThreshold })).status).toBe("healthy");
   });
 

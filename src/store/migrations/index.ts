@@ -7,6 +7,7 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from "kysely";
 import type { Dialect, Store } from "../types.js";
 import { initial } from "./001_initial.js";
+import { workerHeartbeats } from "./002_worker_heartbeats.js";
 
 export interface DialectSql {
   sqlite: string[];
@@ -14,7 +15,10 @@ export interface DialectSql {
 }
 
 /** Append new migrations here; never edit or reorder one that has shipped. */
-const MIGRATIONS: ReadonlyArray<readonly [string, DialectSql]> = [["001_initial", initial]];
+const MIGRATIONS: ReadonlyArray<readonly [string, DialectSql]> = [
+  ["001_initial", initial],
+  ["002_worker_heartbeats", workerHeartbeats],
+];
 
 function provider(dialect: Dialect): MigrationProvider {
   return {

@@ -12,6 +12,7 @@ import { pgDeliveries } from "./deliveries.js";
 import { pgEngine } from "./engine.js";
 import { pgQueueStatements } from "./queue.js";
 import { pgWebhooks } from "./webhooks.js";
+import { pgWorkers } from "./workers.js";
 
 const requireCjs = createRequire(import.meta.url);
 
@@ -73,6 +74,7 @@ export function openPostgresStore(
     deliveries: pgDeliveries(pool),
     apiKeys: pgApiKeys(pool),
     engine: pgEngine(pool),
+    workers: pgWorkers(pool),
     queue: pgQueueStatements(pool),
     async ping() {
       await pool.query("SELECT 1");

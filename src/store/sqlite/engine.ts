@@ -34,14 +34,16 @@ export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
        WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)`,
     ),
     webhookSuccess: sqlite.prepare(
-      `UPDATE webhooks SET failure_count = ?, last_triggered_at = ?, last_success_at = ? WHERE id = ?`,
+      `UPDATE webhooks SET failure_count = ?, last_triggered_at = max(coalesce(last_triggered_at, ''), ?),
+         last_success_at = ? WHERE id = ?`,
     ),
     webhookFailure: sqlite.prepare(
-      `UPDATE webhooks SET failure_count = failure_count + ?, last_triggered_at = ?, last_failure_at = ? WHERE id = ?`,
+      `UPDATE webhooks SET failure_count = failure_count + ?, last_triggered_at = max(coalesce(last_triggered_at, ''), ?),
+         last_failure_at = ? WHERE id = ?`,
     ),
     webhookMixed: sqlite.prepare(
-      `UPDATE webhooks SET failure_count = ?, last_triggered_at = ?, last_success_at = ?, last_failure_at = ?
-       WHERE id = ?`,
+      `UPDATE webhooks SET failure_count = ?, last_triggered_at = max(coalesce(last_triggered_at, ''), ?),
+         last_success_at = ?, last_failure_at = ? WHERE id = ?`,
     ),
     breaker: sqlite.prepare(`UPDATE webhooks SET breaker_state = ?, breaker_opened_at = ? WHERE id = ?`),
     disable: sqlite.prepare(

@@ -15,6 +15,7 @@ import { sqliteDeliveries } from "./deliveries.js";
 import { sqliteEngine } from "./engine.js";
 import { sqliteQueueStatements } from "./queue.js";
 import { sqliteWebhooks } from "./webhooks.js";
+import { sqliteWorkers } from "./workers.js";
 
 const requireCjs = createRequire(import.meta.url);
 
@@ -62,13 +63,16 @@ export function openSqliteStore(path: string, backgroundCheckpoint: boolean): Sq
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   const ping = sqlite.prepare("SELECT 1");
   // Statements are prepared on first use: the tables exist only once the migrations ran.
-  let parts: Pick<SqliteStore, "webhooks" | "deliveries" | "apiKeys" | "engine" | "queue"> | undefined;
+  let parts:
+    | Pick<SqliteStore, "webhooks" | "deliveries" | "apiKeys" | "engine" | "workers" | "queue">
+    | undefined;
   const prepared = () => {
     parts ??= {
       webhooks: sqliteWebhooks(sqlite),
       deliveries: sqliteDeliveries(sqlite),
       apiKeys: sqliteApiKeys(sqlite),
       engine: sqliteEngine(sqlite),
+      workers: sqliteWorkers(sqlite),
       queue: sqliteQueueStatements(sqlite),
     };
     return parts;
@@ -90,6 +94,9 @@ export function openSqliteStore(path: string, backgroundCheckpoint: boolean): Sq
     },
     get engine() {
       return prepared().engine;
+    },
+    get workers() {
+      return prepared().workers;
     },
     get queue() {
       return prepared().queue;
