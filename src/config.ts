@@ -30,6 +30,11 @@ export interface Config {
   drainTimeoutMs: number;
   /** `worker`: the port of its own /health and /metrics. */
   metricsPort: number;
+  /**
+   * Fraction (0..1) by which each retry delay is spread, at random, either way: 0.2 turns a 30 s
+   * delay into 24–36 s. 0 (the default) keeps the schedule exact.
+   */
+  retryJitter: number;
 }
 
 export const ENV_VARS = [
@@ -51,6 +56,7 @@ export const ENV_VARS = [
   "WEBHOOK_RETENTION_DAYS",
   "WEBHOOK_DRAIN_TIMEOUT",
   "METRICS_PORT",
+  "WEBHOOK_RETRY_JITTER",
 ] as const;
 
 export type EnvVar = (typeof ENV_VARS)[number];
@@ -99,6 +105,18 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
       );
     }
     return ms;
+  };
+
+  const fraction = (name: EnvVar, dflt: number): number => {
+    const raw = read(name);
+    if (raw === undefined) return dflt;
+    if (!/^(?:0(?:\.\d+)?|1(?:\.0+)?|\.\d+)$/.test(raw)) {
+      throw new ConfigError(
+        name,
+        `expected a fraction from 0 to 1 such as 0.2 (0 turns it off), got "${raw}"`,
+      );
+    }
+    return Number(raw);
   };
 
   const databaseUrl = read("DATABASE_URL");
@@ -170,6 +188,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
     retentionDays: int("WEBHOOK_RETENTION_DAYS", 30, 1, 3650),
     drainTimeoutMs: duration("WEBHOOK_DRAIN_TIMEOUT", "30s", 0, 600_000),
     metricsPort: int("METRICS_PORT", 9090, 0, 65535),
+    retryJitter: fraction("WEBHOOK_RETRY_JITTER", 0),
   };
   return Object.freeze(config);
 }

@@ -7,8 +7,10 @@ const HOUR_MS = 3_600_000;
 
 /**
  * Delay before the next attempt after `attemptsDone` attempts, or null when the schedule is
- * spent (the delivery becomes dead_letter). `jitter` (0..1) spreads retries of many deliveries
- * that failed together: the delay is scaled by a factor in [1 - jitter, 1 + jitter].
+ * spent (the delivery becomes dead_letter). `jitter` (0..1, `config.retryJitter` from
+ * WEBHOOK_RETRY_JITTER) spreads retries of many deliveries that failed together, so a recovering
+ * endpoint is not hit by all of them at once: the delay is scaled by a factor in
+ * [1 - jitter, 1 + jitter].
  */
 export function nextRetryDelay(
   attemptsDone: number,

@@ -18,6 +18,11 @@ const FLAGS: ReadonlyArray<readonly [flag: string, variable: EnvVar, help: strin
   ["--log-level <level>", "LOG_LEVEL", "fatal|error|warn|info|debug|trace|silent (LOG_LEVEL)"],
   ["--allow-targets <cidrs>", "WEBHOOK_ALLOW_TARGETS", "CIDRs exempt from SSRF rules, dev/test only"],
   ["--retry-schedule <durations>", "WEBHOOK_RETRY_SCHEDULE", "e.g. 1s,5s,30s,5m,30m"],
+  [
+    "--retry-jitter <fraction>",
+    "WEBHOOK_RETRY_JITTER",
+    "spread each retry delay by up to this fraction either way, 0..1 (default 0: exact)",
+  ],
   ["--breaker-threshold <n>", "WEBHOOK_BREAKER_THRESHOLD", "consecutive failures that open the breaker"],
   ["--breaker-cooldown <duration>", "WEBHOOK_BREAKER_COOLDOWN", "how long the breaker stays open"],
   ["--endpoint-concurrency <n>", "WEBHOOK_ENDPOINT_CONCURRENCY", "max in-flight requests per webhook"],

@@ -21,6 +21,7 @@ describe("config", () => {
       breakerCooldownMs: 300_000,
       endpointConcurrency: 10,
       retentionDays: 30,
+      retryJitter: 0,
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.retrySchedule)).toBe(true);
@@ -43,6 +44,7 @@ describe("config", () => {
       WEBHOOK_BREAKER_COOLDOWN: "90s",
       WEBHOOK_ENDPOINT_CONCURRENCY: "2",
       WEBHOOK_RETENTION_DAYS: "7",
+      WEBHOOK_RETRY_JITTER: "0.2",
     };
     const c = loadConfig(env, { WEBHOOK_WORKERS: "7", PORT: "9001" });
     expect(c).toMatchObject({
@@ -61,7 +63,18 @@ describe("config", () => {
       breakerCooldownMs: 90_000,
       endpointConcurrency: 2,
       retentionDays: 7,
+      retryJitter: 0.2,
     });
+  });
+
+  it.each([
+    ["0", 0],
+    ["1", 1],
+    ["0.25", 0.25],
+    [".5", 0.5],
+    ["1.0", 1],
+  ])("reads WEBHOOK_RETRY_JITTER=%s as %d", (raw, fraction) => {
+    expect(loadConfig({ WEBHOOK_RETRY_JITTER: raw }).retryJitter).toBe(fraction);
   });
 
   it("treats empty values as unset", () => {
@@ -101,6 +114,10 @@ describe("config", () => {
     [{ WEBHOOK_ENDPOINT_CONCURRENCY: "many" }, "WEBHOOK_ENDPOINT_CONCURRENCY", /whole number/],
     [{ WEBHOOK_RETENTION_DAYS: "0" }, "WEBHOOK_RETENTION_DAYS", /from 1 to 3650/],
     [{ HOST: "bad host!" }, "HOST", /host name or IP/],
+    [{ WEBHOOK_RETRY_JITTER: "1.5" }, "WEBHOOK_RETRY_JITTER", /fraction from 0 to 1 .*got "1.5"/],
+    [{ WEBHOOK_RETRY_JITTER: "-0.1" }, "WEBHOOK_RETRY_JITTER", /fraction from 0 to 1/],
+    [{ WEBHOOK_RETRY_JITTER: "20%" }, "WEBHOOK_RETRY_JITTER", /such as 0.2/],
+    [{ WEBHOOK_RETRY_JITTER: "off" }, "WEBHOOK_RETRY_JITTER", /0 turns it off/],
   ];
   it.each(bad)("refuses %j naming the variable", (env, variable, message) => {
     let caught: unknown;

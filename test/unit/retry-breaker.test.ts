@@ -8,6 +8,7 @@ import {
   onSuccess,
   probeAt,
 } from "../../src/circuit-breaker.js";
+import { loadConfig } from "../../src/config.js";
 import { honoursRetryAfter, nextRetryDelay, parseRetryAfter } from "../../src/retry.js";
 
 const SCHEDULE = [1000, 5000, 30_000, 300_000, 1_800_000];
@@ -37,6 +38,28 @@ describe("retry schedule", () => {
   it("spreads delays by the jitter fraction", () => {
     expect(nextRetryDelay(1, SCHEDULE, { jitter: 0.2, random: () => 0 })).toBe(800);
     expect(nextRetryDelay(1, SCHEDULE, { jitter: 0.2, random: () => 1 })).toBe(1200);
+  });
+
+  it("keeps the schedule exact by default, and spreads it by WEBHOOK_RETRY_JITTER when set", () => {
+    const exact = loadConfig({});
+    for (let n = 1; n <= 5; n++) {
+      const delay = nextRetryDelay(n, exact.retrySchedule, {
+        jitter: exact.retryJitter,
+        random: Math.random,
+      });
+      expect(delay).toBe(exact.retrySchedule[n - 1]);
+    }
+    const { retrySchedule, retryJitter } = loadConfig({ WEBHOOK_RETRY_JITTER: "0.2" });
+    expect(retryJitter).toBe(0.2);
+    const delays = Array.from({ length: 200 }, () =>
+      nextRetryDelay(3, retrySchedule, { jitter: retryJitter }),
+    );
+    for (const d of delays) {
+      expect(d).toBeGreaterThanOrEqual(24_000);
+      expect(d).toBeLessThanOrEqual(36_000);
+    }
+    // Spread, not shifted: deliveries that failed together come back at different times.
+    expect(new Set(delays).size).toBeGreaterThan(50);
   });
 
   it("parses Retry-After as seconds or an HTTP date", () => {
