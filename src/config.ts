@@ -1,7 +1,7 @@
 /**
  * Environment + flags → one frozen, validated Config. Every variable of SPEC §1 is read here and
- * nowhere else. A bad value throws ConfigError naming the variable and the accepted form; the CLI
- * prints that one line and exits 2.
+ * nowhere else. A bad value throws ConfigError naming where it came from (the flag when one set it,
+ * otherwise the variable) and the accepted form; the CLI prints that one line and exits 2.
  */
 import { parseDuration } from "./duration.js";
 import { parseCidrs } from "./validator.js";
@@ -66,12 +66,27 @@ export const DEFAULT_RETRY_SCHEDULE = "1s,5s,30s,5m,30m";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
+  /** What the message names: the flag that set the value (`--workers`), or else the variable. */
+  readonly source: string;
   constructor(
     readonly variable: EnvVar,
     message: string,
+    source: string = variable,
   ) {
-    super(`${variable}: ${message}`);
+    super(`${source}: ${message}`);
+    this.source = source;
   }
+}
+
+export interface LoadConfigOptions {
+  /** The flag that set each variable given in `flags` (`WEBHOOK_WORKERS` → `--workers`), for messages. */
+  flagNames?: Partial<Record<EnvVar, string>>;
+  /**
+   * The caller opens its store from this config (the CLI does; a library caller handing
+   * createEngine a store of its own does not). Then REDIS_URL without DATABASE_URL can only be
+   * a mistake: the Redis queue needs PostgreSQL, and the store would be a local SQLite file.
+   */
+  opensStore?: boolean;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -80,17 +95,28 @@ const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debu
  * `flags` override `env`, variable by variable. Empty strings count as unset, so
  * `REDIS_URL= continuum-webhooks serve` behaves like no REDIS_URL at all.
  */
-export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = {}): Readonly<Config> {
+export function loadConfig(
+  env: ConfigInput = process.env,
+  flags: ConfigInput = {},
+  options: LoadConfigOptions = {},
+): Readonly<Config> {
   const read = (name: EnvVar): string | undefined => {
     const v = flags[name] ?? env[name];
     return v === undefined || v.trim() === "" ? undefined : v.trim();
   };
+  /** The name the user typed the value under. */
+  const source = (name: EnvVar): string =>
+    flags[name] !== undefined ? (options.flagNames?.[name] ?? name) : name;
+  // A declaration, not an arrow: only then does TypeScript narrow after a call that never returns.
+  function fail(name: EnvVar, message: string): never {
+    throw new ConfigError(name, message, source(name));
+  }
 
   const int = (name: EnvVar, dflt: number, min: number, max: number): number => {
     const raw = read(name);
     if (raw === undefined) return dflt;
     if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got "${raw}"`);
+      fail(name, `expected a whole number from ${min} to ${max}, got "${raw}"`);
     }
     return Number(raw);
   };
@@ -99,7 +125,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
     const raw = read(name) ?? dflt;
     const ms = parseDuration(raw);
     if (ms === null || ms < minMs || ms > maxMs) {
-      throw new ConfigError(
+      fail(
         name,
         `expected a duration such as 500ms, 30s, 5m or 1h (between ${minMs}ms and ${maxMs / 1000}s), got "${raw}"`,
       );
@@ -111,10 +137,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
     const raw = read(name);
     if (raw === undefined) return dflt;
     if (!/^(?:0(?:\.\d+)?|1(?:\.0+)?|\.\d+)$/.test(raw)) {
-      throw new ConfigError(
-        name,
-        `expected a fraction from 0 to 1 such as 0.2 (0 turns it off), got "${raw}"`,
-      );
+      fail(name, `expected a fraction from 0 to 1 such as 0.2 (0 turns it off), got "${raw}"`);
     }
     return Number(raw);
   };
@@ -122,21 +145,31 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
   const databaseUrl = read("DATABASE_URL");
   if (databaseUrl !== undefined && !isUrlWithScheme(databaseUrl, ["postgres:", "postgresql:"])) {
     // The value may hold a password: name the variable, never echo it.
-    throw new ConfigError("DATABASE_URL", "expected a postgres:// or postgresql:// URL");
+    fail("DATABASE_URL", "expected a postgres:// or postgresql:// URL");
   }
   const redisUrl = read("REDIS_URL");
   if (redisUrl !== undefined && !isUrlWithScheme(redisUrl, ["redis:", "rediss:"])) {
-    throw new ConfigError("REDIS_URL", "expected a redis:// or rediss:// URL");
+    fail("REDIS_URL", "expected a redis:// or rediss:// URL");
+  }
+  if (options.opensStore && redisUrl !== undefined && databaseUrl === undefined) {
+    const sqliteFlag = flags.SQLITE_PATH !== undefined ? options.flagNames?.SQLITE_PATH : undefined;
+    const unset = source("REDIS_URL") === "REDIS_URL" ? "unset REDIS_URL" : `drop ${source("REDIS_URL")}`;
+    fail(
+      "REDIS_URL",
+      sqliteFlag !== undefined
+        ? `the Redis queue needs PostgreSQL, but ${sqliteFlag} names a SQLite file: give ${sqliteFlag} a postgres:// URL, or ${unset} to run embedded on SQLite`
+        : `the Redis queue needs PostgreSQL, and DATABASE_URL is not set: set DATABASE_URL (or --db) to a postgres:// URL, or ${unset} to run embedded on SQLite`,
+    );
   }
 
   const environment = read("ENVIRONMENT") ?? "development";
   if (environment !== "development" && environment !== "production") {
-    throw new ConfigError("ENVIRONMENT", `expected "development" or "production", got "${environment}"`);
+    fail("ENVIRONMENT", `expected "development" or "production", got "${environment}"`);
   }
 
   const logLevel = (read("LOG_LEVEL") ?? "info").toLowerCase();
   if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
-    throw new ConfigError("LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+    fail("LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   }
 
   const allowTargets = (read("WEBHOOK_ALLOW_TARGETS") ?? "")
@@ -147,7 +180,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
     try {
       parseCidrs([cidr]);
     } catch {
-      throw new ConfigError(
+      fail(
         "WEBHOOK_ALLOW_TARGETS",
         `expected comma-separated CIDRs such as 127.0.0.1/32,::1/128, got "${cidr}"`,
       );
@@ -158,7 +191,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
   const scheduleText = read("WEBHOOK_RETRY_SCHEDULE") ?? DEFAULT_RETRY_SCHEDULE;
   const schedule = parseSchedule(scheduleText);
   if (schedule === null) {
-    throw new ConfigError(
+    fail(
       "WEBHOOK_RETRY_SCHEDULE",
       `expected comma-separated durations such as 1s,5s,30s,5m,30m (each up to 24h), got "${scheduleText}"`,
     );
@@ -166,7 +199,7 @@ export function loadConfig(env: ConfigInput = process.env, flags: ConfigInput = 
 
   const host = read("HOST") ?? "127.0.0.1";
   if (!/^[A-Za-z0-9.:_-]+$/.test(host)) {
-    throw new ConfigError("HOST", `expected a host name or IP address to listen on, got "${host}"`);
+    fail("HOST", `expected a host name or IP address to listen on, got "${host}"`);
   }
 
   const config: Config = {

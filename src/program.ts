@@ -4,12 +4,11 @@
  */
 import { Command, CommanderError } from "commander";
 import { apiKeyCreate, apiKeyList, apiKeyRevoke } from "./commands/api-key.js";
-import { UsageError } from "./commands/errors.js";
-import { configFromOptions, withConfigOptions } from "./commands/options.js";
+import { describeStartupError, UsageError } from "./commands/errors.js";
+import { cliConfigFromOptions, withConfigOptions } from "./commands/options.js";
+import { runUntilSignalled } from "./commands/process.js";
 import { parseReceiverOptions, startReceiver } from "./commands/receiver.js";
-import { serve } from "./commands/serve.js";
-import { worker } from "./commands/worker.js";
-import { ConfigError } from "./config.js";
+import { type Config, ConfigError } from "./config.js";
 import { migrate, openStore } from "./store/index.js";
 
 const NAME = "continuum-webhooks";
@@ -37,6 +36,28 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...arg
   };
 }
 
+/**
+ * An action that runs on the configuration: loaded (and refused, exit 2) before anything is
+ * opened or written, then used to say which setting a start-up failure comes from.
+ */
+function configured(
+  run: (config: Readonly<Config>, opts: Record<string, unknown>, args: string[]) => Promise<void>,
+): (...params: unknown[]) => Promise<void> {
+  return action(async (...params: unknown[]) => {
+    // Commander calls an action with the positional arguments, the options, then the command.
+    const command = params.at(-1) as Command;
+    const opts = command.opts();
+    const { config, flagNames } = cliConfigFromOptions(opts);
+    try {
+      await run(config, opts, params.slice(0, -2) as string[]);
+    } catch (err) {
+      const described = describeStartupError(err, config, { flagNames });
+      if (described !== null) fail(described, 1);
+      throw err;
+    }
+  });
+}
+
 export function buildProgram(): Command {
   const program = new Command(NAME)
     .description("Webhook delivery for CONTINUUM events: signed, retried, circuit-broken, durable.")
@@ -53,11 +74,14 @@ export function buildProgram(): Command {
       .description("run the HTTP API (and, in embedded mode, the delivery workers)")
       .option("--no-migrate", "do not apply schema migrations at start")
       .option("--no-workers", "API only: leave delivery to `continuum-webhooks worker` processes"),
-    true,
+    "serve",
   ).action(
-    action(async (opts: Record<string, unknown>) => {
-      const config = configFromOptions(opts);
-      await serve(config, { migrate: opts.migrate !== false, workers: opts.workers !== false });
+    configured(async (config, opts) => {
+      await runUntilSignalled(config, {
+        role: "serve",
+        migrate: opts.migrate !== false,
+        workers: opts.workers !== false,
+      });
     }),
   );
 
@@ -66,19 +90,18 @@ export function buildProgram(): Command {
       .command("worker")
       .description("run delivery workers only, with /health and /metrics on --metrics-port")
       .option("--no-migrate", "do not apply schema migrations at start"),
-    true,
+    "worker",
   ).action(
-    action(async (opts: Record<string, unknown>) => {
-      await worker(configFromOptions(opts), { migrate: opts.migrate !== false });
+    configured(async (config, opts) => {
+      await runUntilSignalled(config, { role: "worker", migrate: opts.migrate !== false, workers: true });
     }),
   );
 
   withConfigOptions(
     program.command("migrate").description("apply pending schema migrations and exit"),
-    false,
+    "store-only",
   ).action(
-    action(async (opts: Record<string, unknown>) => {
-      const config = configFromOptions(opts);
+    configured(async (config) => {
       const store = openStore({ databaseUrl: config.databaseUrl, sqlitePath: config.sqlitePath });
       try {
         const { applied, total } = await migrate(store);
@@ -127,10 +150,10 @@ export function buildProgram(): Command {
       .requiredOption("--user <id>", "the user the key acts for")
       .option("--admin", "the key may act for every user", false)
       .option("--name <name>", "a label to recognise the key by"),
-    false,
+    "store-only",
   ).action(
-    action(async (opts: Record<string, unknown>) => {
-      await apiKeyCreate(configFromOptions(opts), {
+    configured(async (config, opts) => {
+      await apiKeyCreate(config, {
         user: String(opts.user),
         admin: opts.admin === true,
         name: typeof opts.name === "string" ? opts.name : undefined,
@@ -141,19 +164,19 @@ export function buildProgram(): Command {
     apiKey
       .command("list")
       .description("list API keys (never the keys themselves)")
-      .option("--json", "JSON output"),
-    false,
+      .option("--json", "JSON output, snake_case as in the HTTP API"),
+    "store-only",
   ).action(
-    action(async (opts: Record<string, unknown>) => {
-      await apiKeyList(configFromOptions(opts), { json: opts.json === true });
+    configured(async (config, opts) => {
+      await apiKeyList(config, { json: opts.json === true });
     }),
   );
   withConfigOptions(
     apiKey.command("revoke").description("revoke an API key").argument("<id>", "key id (key_…)"),
-    false,
+    "store-only",
   ).action(
-    action(async (id: string, opts: Record<string, unknown>) => {
-      await apiKeyRevoke(configFromOptions(opts), id);
+    configured(async (config, _opts, [id]) => {
+      await apiKeyRevoke(config, id!);
     }),
   );
 

@@ -1,6 +1,20 @@
+import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
+import { describeStartupError } from "../../src/commands/errors.js";
+import { cliConfigFromOptions } from "../../src/commands/options.js";
 import { ConfigError, type ConfigInput, fitSchedule, loadConfig } from "../../src/config.js";
 import { formatDuration, parseDuration } from "../../src/duration.js";
+import { buildProgram } from "../../src/program.js";
+
+function caught(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error("expected a ConfigError");
+}
 
 describe("config", () => {
   it("has the documented defaults with an empty environment", () => {
@@ -136,6 +150,127 @@ describe("config", () => {
 
   it("never echoes a database URL, which may carry a password", () => {
     expect(() => loadConfig({ DATABASE_URL: "mysql://user:hunter2@db/x" })).toThrow(/^(?!.*hunter2)/);
+  });
+
+  it("names the flag when a flag set the bad value, and the variable when the environment did", () => {
+    const flagNames = { WEBHOOK_WORKERS: "--workers" };
+    const fromFlag = caught(() => loadConfig({}, { WEBHOOK_WORKERS: "abc" }, { flagNames }));
+    expect(fromFlag.message).toBe('--workers: expected a whole number from 1 to 1000, got "abc"');
+    expect(fromFlag.variable).toBe("WEBHOOK_WORKERS");
+    expect(fromFlag.source).toBe("--workers");
+    // The flag is named only for the value it set: a bad variable next to it is still the variable.
+    const fromEnv = caught(() => loadConfig({ PORT: "x" }, { WEBHOOK_WORKERS: "4" }, { flagNames }));
+    expect(fromEnv.message).toMatch(/^PORT: /);
+  });
+});
+
+describe("the CLI's configuration", () => {
+  const commands = (program: Command): Command[] => [program, ...program.commands.flatMap(commands)];
+  const configFlags = commands(buildProgram())
+    .filter((c) => c.options.some((o) => o.long === "--db"))
+    .flatMap((c) =>
+      c.options
+        .filter((o) => o.required && o.long !== "--db" && o.long !== "--user" && o.long !== "--name")
+        .map((o) => [`${c.name()} ${o.long}`, o] as const),
+    );
+
+  it("covers every configuration flag of serve and worker", () => {
+    const names = configFlags.map(([name]) => name);
+    expect(names).toContain("serve --workers");
+    expect(names).toContain("worker --metrics-port");
+    expect(names).toContain("serve --retry-jitter");
+    expect(names.length).toBeGreaterThan(30);
+  });
+
+  it.each(configFlags)("%s names the flag in its message", (_name, option) => {
+    const bad = option.long === "--host" ? "bad host!" : "abc";
+    const e = caught(() => cliConfigFromOptions({ [option.attributeName()]: bad }, {}));
+    expect(e.message.startsWith(`${option.long}: `)).toBe(true);
+    expect(e.message).not.toContain("\n");
+  });
+
+  it("refuses REDIS_URL without DATABASE_URL before anything opens a store", () => {
+    const e = caught(() => cliConfigFromOptions({}, { REDIS_URL: "redis://127.0.0.1:6379" }));
+    expect(e.variable).toBe("REDIS_URL");
+    expect(e.message).toMatch(/^REDIS_URL: the Redis queue needs PostgreSQL/);
+    expect(e.message).toContain("set DATABASE_URL");
+    expect(e.message).toContain("or unset REDIS_URL");
+    expect(e.message).not.toContain("\n");
+    // Given by flag, the line names the flags.
+    const flag = caught(() => cliConfigFromOptions({ redis: "redis://127.0.0.1:6379", db: "./x.db" }, {}));
+    expect(flag.message).toMatch(/^--redis: .*--db names a SQLite file.*drop --redis/);
+    // With PostgreSQL it is the distributed mode.
+    expect(
+      cliConfigFromOptions({ redis: "redis://cache:6379" }, { DATABASE_URL: "postgres://db/x" }).config,
+    ).toMatchObject({ redisUrl: "redis://cache:6379", databaseUrl: "postgres://db/x" });
+  });
+
+  it("lets a library caller that opens its own store pass REDIS_URL alone", () => {
+    expect(loadConfig({ REDIS_URL: "redis://127.0.0.1:6379" }).redisUrl).toBe("redis://127.0.0.1:6379");
+  });
+});
+
+describe("describeStartupError", () => {
+  const pg = loadConfig({ DATABASE_URL: "postgres://hooks:hunter2@db.internal:6543/hooks" });
+  const pgByFlag = { flagNames: { DATABASE_URL: "--db" } } as const;
+  const sqlite = loadConfig({ SQLITE_PATH: "/srv/hooks/hooks.db" });
+  const errno = (code: string, extra: Record<string, unknown> = {}) =>
+    Object.assign(new Error(`${code} something`), { code, ...extra });
+
+  it.each<[string, unknown, RegExp]>([
+    [
+      "connection refused",
+      errno("ECONNREFUSED", { syscall: "connect", address: "10.0.0.5", port: 6543 }),
+      /^cannot connect to PostgreSQL at db\.internal:6543 \(DATABASE_URL\): connection refused; start PostgreSQL there, or point DATABASE_URL at a server that is running$/,
+    ],
+    [
+      "the first of several addresses",
+      new AggregateError([errno("ECONNREFUSED", { port: 6543 }), errno("ECONNREFUSED", { port: 6543 })]),
+      /connection refused/,
+    ],
+    [
+      "an unknown host",
+      errno("ENOTFOUND"),
+      /host "db\.internal" not found; check the host name in DATABASE_URL$/,
+    ],
+    ["a timeout", errno("ETIMEDOUT"), /no answer; check that the host is up and that port 6543 is open/],
+    ["pg's own connect timeout", new Error("Connection terminated unexpectedly"), /no answer in time/],
+    [
+      "a wrong password",
+      errno("28P01"),
+      /refused the password of user "hooks": correct the user name or password in DATABASE_URL$/,
+    ],
+    [
+      "an unknown role",
+      errno("28000"),
+      /refused the connection of user "hooks" .*check the user name in DATABASE_URL/,
+    ],
+    [
+      "a missing database",
+      Object.assign(new Error('database "hooks" does not exist'), { code: "3D000" }),
+      /has no database "hooks": create it \(CREATE DATABASE "hooks"\) or name an existing one in DATABASE_URL$/,
+    ],
+  ])("PostgreSQL: %s", (_name, err, line) => {
+    const described = describeStartupError(err, pg);
+    expect(described).toMatch(line);
+    expect(described).not.toContain("hunter2");
+    expect(describeStartupError(err, pg, pgByFlag)).toContain("(--db)");
+  });
+
+  it("leaves alone what is not about the database", () => {
+    expect(describeStartupError(new Error("boom"), pg)).toBeNull();
+    // Some other port refusing (Redis, say) is not DATABASE_URL's fault.
+    expect(describeStartupError(errno("ECONNREFUSED", { port: 6379 }), pg)).toBeNull();
+    expect(describeStartupError(errno("ECONNREFUSED"), sqlite)).toBeNull();
+  });
+
+  it.each(["SQLITE_CANTOPEN", "EACCES", "EROFS"])("SQLite: %s names SQLITE_PATH and the path", (code) => {
+    expect(describeStartupError(errno(code, { syscall: "mkdir" }), sqlite)).toMatch(
+      /^cannot open the SQLite database \/srv\/hooks\/hooks\.db \(SQLITE_PATH\): .*; make it and its directory writable by this user, or set SQLITE_PATH to another path$/,
+    );
+    expect(describeStartupError(errno(code), sqlite, { flagNames: { SQLITE_PATH: "--db" } })).toContain(
+      "(--db)",
+    );
   });
 });
 
