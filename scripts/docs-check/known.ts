@@ -70,17 +70,11 @@ export async function loadKnown(): Promise<{ known: Known; close(): Promise<void
   });
   await app.ready();
   const routes = registeredRoutes(app).map((r) => ({ ...r, pattern: routePattern(r.url) }));
+  // Through Kysely's introspection, which every backend has, rather than one backend's catalogue.
   const schemaNames = new Set<string>();
-  if (te.store.raw.kind === "sqlite") {
-    const db = te.store.raw.sqlite;
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{
-      name: string;
-    }>;
-    for (const { name } of tables) {
-      schemaNames.add(name);
-      const columns = db.prepare(`PRAGMA table_info("${name}")`).all() as Array<{ name: string }>;
-      for (const c of columns) schemaNames.add(c.name);
-    }
+  for (const table of await te.store.db.introspection.getTables({ withInternalKyselyTables: true })) {
+    schemaNames.add(table.name);
+    for (const column of table.columns) schemaNames.add(column.name);
   }
 
   const metrics = createMetrics({
