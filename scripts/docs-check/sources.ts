@@ -17,6 +17,8 @@ export function documents(): string[] {
   return [
     "README.md",
     "docs/INTEGRATION.md",
+    "docs/ARCHITECTURE.md",
+    "docs/CONTRACT.md",
     "SECURITY.md",
     ...readdirSync(join(ROOT, "docs/runbooks"))
       .filter((f) => f.endsWith(".md"))
