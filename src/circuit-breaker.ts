@@ -1,5 +1,5 @@
 /**
- * Circuit breaker per webhook, as a pure state machine (SPEC §4):
+ * Circuit breaker per webhook, as a pure state machine (CONTRACT §4):
  * CLOSED --threshold consecutive failures--> OPEN --cooldown--> HALF_OPEN (one probe)
  * HALF_OPEN --probe succeeds--> CLOSED; --probe fails--> OPEN again.
  * Where the state lives (memory, the database, Redis) is the caller's business.

@@ -1,5 +1,5 @@
 /**
- * Environment + flags → one frozen, validated Config. Every variable of SPEC §1 is read here and
+ * Environment + flags → one frozen, validated Config. Every variable of CONTRACT §1 is read here and
  * nowhere else. A bad value throws ConfigError naming where it came from (the flag when one set it,
  * otherwise the variable) and the accepted form; the CLI prints that one line and exits 2.
  */

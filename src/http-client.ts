@@ -1,5 +1,5 @@
 /**
- * The one HTTP client deliveries go through (SPEC §4, §5).
+ * The one HTTP client deliveries go through (CONTRACT §4, §5).
  *
  * One undici Agent for the process: keep-alive pools per origin, no fetch (several times slower),
  * no proxy (Agent never reads HTTP_PROXY & co), no redirects (the plain dispatcher has no redirect
@@ -46,7 +46,7 @@ export interface DeliveryClientOptions {
   /** "production" refuses plain http. Default "development". */
   environment?: Environment;
   maxResponseBytes?: number;
-  /** Sockets per origin; default 16 (10 in flight per endpoint, SPEC §4, plus headroom). */
+  /** Sockets per origin; default 16 (10 in flight per endpoint, CONTRACT §4, plus headroom). */
   connectionsPerOrigin?: number;
   /** DNS resolution (A + AAAA). Default: node:dns `resolve4`/`resolve6` with TTLs. */
   resolve?: DnsResolve;

@@ -1,5 +1,5 @@
 /**
- * The address half of the SSRF rules (SPEC §5): which IP addresses a webhook may reach.
+ * The address half of the SSRF rules (CONTRACT §5): which IP addresses a webhook may reach.
  *
  * We keep our own table instead of trusting `ipaddr.range()`: ipaddr.js calls `::7f00:1`
  * (IPv4-compatible loopback) "unicast", knows nothing of cloud metadata, SRv6 or 3fff::/20,

@@ -1,5 +1,5 @@
 /**
- * The Prometheus metrics of SPEC §7, fed by the engine's events and, at scrape time, by callbacks
+ * The Prometheus metrics of CONTRACT §7, fed by the engine's events and, at scrape time, by callbacks
  * that read shared state (queue depth, breaker states) so every process reports the same truth.
  *
  * Each call builds its own Registry: two instances in one process (tests, serve + worker) never

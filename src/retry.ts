@@ -1,5 +1,5 @@
 /**
- * Pure retry rules (SPEC §4): attempt 1 at once, then the schedule; Retry-After on 429/503 may
+ * Pure retry rules (CONTRACT §4): attempt 1 at once, then the schedule; Retry-After on 429/503 may
  * push the next attempt later, but never past 2× the scheduled delay or one hour.
  */
 

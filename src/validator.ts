@@ -1,5 +1,5 @@
 /**
- * Webhook URL rules (SPEC §5). Pure: the only I/O, DNS, is the injected `resolve`.
+ * Webhook URL rules (CONTRACT §5). Pure: the only I/O, DNS, is the injected `resolve`.
  *
  * Everything is decided on what the WHATWG URL parser made of the input (the same parser undici
  * uses to dial), so `http://2130706433/`, `http://0x7f.1/` and `http://①②⑦.⓪.⓪.①/` are simply

@@ -6,7 +6,7 @@
  * a revoked key keeps working for up to that long in each API process. Unknown keys are cached
  * too (so a flood of bad keys cannot turn into a flood of queries), in a bounded map.
  *
- * Scoping rules (SPEC §6):
+ * Scoping rules (CONTRACT §6):
  * - a user key acts for its own user only; another user's webhook or delivery answers 404, exactly
  *   as if it did not exist, so ids leak nothing;
  * - naming another user in a `user_id` field or parameter with a user key is refused with 403: it is

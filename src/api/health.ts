@@ -1,5 +1,5 @@
 /**
- * `GET /health` (SPEC §7). The rules, from worst to best:
+ * `GET /health` (CONTRACT §7). The rules, from worst to best:
  *
  * - unhealthy (503): the database does not answer a ping within 2 s. Nothing can be accepted or
  *   delivered without it, so a load balancer should stop sending traffic here.

@@ -35,7 +35,7 @@ function fakeEngine(opts: {
 }
 
 describe("GET /health", () => {
-  it("reports healthy with the SPEC §7 fields", async () => {
+  it("reports healthy with the CONTRACT §7 fields", async () => {
     api = await startApi({ workers: true });
     const res = await api.app.inject({ method: "GET", url: "/health" });
     expect(res.statusCode).toBe(200);

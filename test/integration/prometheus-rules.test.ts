@@ -143,7 +143,7 @@ describe("Prometheus alert rules", () => {
     }
   });
 
-  it("runbooks call only the HTTP API and CLI verbs of SPEC §1 and §6", () => {
+  it("runbooks call only the HTTP API and CLI verbs of CONTRACT §1 and §6", () => {
     const routes = [
       "GET /webhooks",
       "GET /webhooks/{id}",

@@ -82,7 +82,7 @@ describe("the dashboard, the alert rules and the runbooks use only exported metr
     expect(new Set(runbooks.map((r) => r.file)).size).toBe(8);
   });
 
-  it("scrape exports every SPEC §7 metric and the Node process metrics", () => {
+  it("scrape exports every CONTRACT §7 metric and the Node process metrics", () => {
     for (const name of SPEC_METRICS) {
       const series = name.endsWith("_seconds") ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
       for (const s of series) expect(exported, s).toContain(s);
@@ -100,7 +100,7 @@ describe("the dashboard, the alert rules and the runbooks use only exported metr
     expect([...used].filter((name) => !exported.has(name))).toEqual([]);
   });
 
-  it("the dashboard shows every SPEC §7 metric", () => {
+  it("the dashboard shows every CONTRACT §7 metric", () => {
     const used = [...new Set(dashboard.flatMap((e) => [...metricNames(e)]))];
     for (const name of SPEC_METRICS) {
       expect(

@@ -7,7 +7,7 @@ import {
 } from "../../src/engine-events.js";
 import { type BreakerStateEntry, createMetrics, type Metrics, type QueueDepth } from "../../src/metrics.js";
 
-/** SPEC §7, spelled out here rather than imported, so a typo in src cannot agree with itself. */
+/** CONTRACT §7, spelled out here rather than imported, so a typo in src cannot agree with itself. */
 const SPEC_METRICS: Record<string, "counter" | "gauge" | "histogram"> = {
   webhook_deliveries_total: "counter",
   webhook_delivery_duration_seconds: "histogram",
@@ -113,7 +113,7 @@ afterEach(() => {
 });
 
 describe("createMetrics", () => {
-  it("exposes every SPEC §7 metric with HELP and the right TYPE, in a parseable exposition", async () => {
+  it("exposes every CONTRACT §7 metric with HELP and the right TYPE, in a parseable exposition", async () => {
     const { metrics } = setup();
     expect(metrics.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     const { help, type, samples } = parseExposition(await metrics.render());

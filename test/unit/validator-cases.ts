@@ -98,7 +98,7 @@ const numeric: RefusedCase[] = NUMERIC_TARGETS.flatMap((ip) =>
 );
 
 // ---------------------------------------------------------------------------------------------
-// Every range of SPEC §5: first, last and an inner address.
+// Every range of CONTRACT §5: first, last and an inner address.
 
 const V4_DENIED = [
   ...["0.0.0.0", "0.255.255.255", "0.1.2.3"],

@@ -1,5 +1,5 @@
 /**
- * The schema of SPEC §2. SQLite stores timestamps as ISO 8601 text (which sorts correctly) and
+ * The schema of CONTRACT §2. SQLite stores timestamps as ISO 8601 text (which sorts correctly) and
  * JSON as text; PostgreSQL uses TIMESTAMPTZ and JSONB. Column names are part of the contract.
  */
 import type { DialectSql } from "./index.js";
