@@ -13,21 +13,34 @@ import { ERROR_CODES, type ErrorCode, PROBLEM_TYPE_BASE } from "./errors.js";
 
 const PROBLEM = { $ref: "Problem#" };
 
+/** Methods whose bodies Fastify reads on every route, with a body schema or not. */
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
 function problemResponses(route: RouteOptions, schema: FastifySchema): Record<string, unknown> {
-  // Any route may meet a bug or a shutdown.
-  const codes = new Set<ErrorCode>([...(route.config?.problems ?? []), "internal_error", "unavailable"]);
+  const codes = new Set<ErrorCode>([
+    ...(route.config?.problems ?? []),
+    // Any request: a malformed URL or HTTP (400), another method on this path (405), a slow
+    // sender (408), oversized headers (431), a bug (500), a shutdown (503).
+    "invalid_request",
+    "method_not_allowed",
+    "request_timeout",
+    "headers_too_large",
+    "internal_error",
+    "unavailable",
+  ]);
   const authenticated = route.url.startsWith("/api/");
   if (authenticated) {
     codes.add("unauthorized");
     codes.add("rate_limited");
   }
-  if (schema.body) {
-    codes.add("invalid_request");
+  const methods = Array.isArray(route.method) ? route.method : [route.method];
+  if (methods.some((m) => BODY_METHODS.has(m.toUpperCase()))) {
+    // A body sent to a route that takes none is still read, and refused the same way.
     codes.add("invalid_json");
     codes.add("payload_too_large");
     codes.add("unsupported_media_type");
   }
-  if (schema.querystring || schema.params || schema.headers) codes.add("invalid_request");
+  if (schema.body || schema.querystring || schema.params || schema.headers) codes.add("invalid_request");
   if (schema.params) codes.add("not_found");
 
   const byStatus = new Map<number, string[]>();
@@ -40,14 +53,19 @@ function problemResponses(route: RouteOptions, schema: FastifySchema): Record<st
     out[String(status)] = {
       description: lines.join("; "),
       content: { "application/problem+json": { schema: PROBLEM } },
-      ...(status === 401 ? { headers: { "WWW-Authenticate": { type: "string" } } } : {}),
-      ...(status === 429
-        ? { headers: { "Retry-After": { type: "integer", description: "Seconds to wait" } } }
-        : {}),
+      ...(RESPONSE_HEADERS[status] ? { headers: RESPONSE_HEADERS[status] } : {}),
     };
   }
   return out;
 }
+
+/** Headers as JSON Schemas: @fastify/swagger wraps each in an OpenAPI header object. */
+const RESPONSE_HEADERS: Record<number, Record<string, unknown>> = {
+  401: { "WWW-Authenticate": { type: "string" } },
+  405: { Allow: { type: "string", description: "The methods this path accepts" } },
+  429: { "Retry-After": { type: "integer", description: "Seconds to wait" } },
+  503: { "Retry-After": { type: "integer", description: "Seconds to wait" } },
+};
 
 /** The whole error registry, so a client can map every `type` it may meet. */
 const DESCRIPTION = [

@@ -2,6 +2,7 @@
  * The HTTP API: `/api/v1` (authenticated, rate-limited), `/health`, `/metrics`, `/openapi.json`
  * and `/docs`. Every error, from any layer, leaves as `application/problem+json` (errors.ts).
  */
+import { isUtf8 } from "node:buffer";
 import { createRequire } from "node:module";
 import rateLimit from "@fastify/rate-limit";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
@@ -49,6 +50,55 @@ export interface ServerDeps {
 
 export const BODY_LIMIT = 1024 * 1024;
 
+/** A `\uD8xx`–`\uDFxx` escape not in a high+low pair, in JSON text (a cheap pre-check). */
+const MAYBE_LONE_SURROGATE =
+  /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
+/** An unpaired UTF-16 surrogate in a parsed string. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The field of the first string (a value or a key, in document order) that `bad` picks.
+ * Iterative, because a body may nest as deep as 1 MiB allows.
+ */
+function firstString(value: unknown, bad: (s: string) => boolean): string | undefined {
+  type Trail = { key: string | number; up: Trail } | undefined;
+  const name = (t: Trail): string => {
+    const parts: Array<string | number> = [];
+    for (let at = t; at; at = at.up) parts.unshift(at.key);
+    let out = "";
+    for (const p of parts) out += typeof p === "number" ? `[${p}]` : out === "" ? p : `.${p}`;
+    return out || "body";
+  };
+  const stack: Array<[unknown, Trail]> = [[value, undefined]];
+  while (stack.length > 0) {
+    const [v, trail] = stack.pop()!;
+    if (typeof v === "string") {
+      if (bad(v)) return name(trail);
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], { key: i, up: trail }]);
+    } else if (typeof v === "object" && v !== null) {
+      const entries = Object.entries(v);
+      for (const [k] of entries) if (bad(k)) return name({ key: k, up: trail });
+      for (let i = entries.length - 1; i >= 0; i--)
+        stack.push([entries[i]![1], { key: entries[i]![0], up: trail }]);
+    }
+  }
+  return undefined;
+}
+
+function textProblem(field: string | undefined, what: string): ProblemError {
+  const fix = "send the text as well-formed UTF-8";
+  return field === undefined
+    ? new ProblemError("invalid_json", `the body ${what}: ${fix}`)
+    : new ProblemError("invalid_json", `${field} ${what}: ${fix}`, [{ field, reason: what }]);
+}
+
+/**
+ * `/events/batch/` is `/events/batch`, on the API and the worker alike: without this it matched
+ * no route, yet the 405 check (errors.ts) recognised the path, and a POST was told "accepts POST".
+ */
+const ROUTER_OPTIONS = { ignoreTrailingSlash: true };
+
 const routeTables = new WeakMap<FastifyInstance, RouteTable>();
 
 /** Every route a server built here serves (after `ready()`), for tools and the OpenAPI tests. */
@@ -63,6 +113,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
+    routerOptions: ROUTER_OPTIONS,
     // Fastify's own 503-while-closing answer is not problem+json; the onRequest hook below is.
     return503OnClosing: false,
     clientErrorHandler,
@@ -88,9 +139,33 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // is no body, not a parse error; a route that needs a body still refuses it by its schema.
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    if (body === "") done(null, undefined);
-    else parseJson(request, body as string, done);
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, raw, done) => {
+    const body = raw as Buffer;
+    if (body.length === 0) {
+      done(null, undefined);
+      return;
+    }
+    // Decoding replaces each bad byte with U+FFFD, which would be stored as if it had been sent.
+    const utf8 = isUtf8(body);
+    const text = body.toString("utf8");
+    parseJson(request, text, (err, value) => {
+      if (!utf8) {
+        const field = err ? undefined : firstString(value, (s) => s.includes("\uFFFD"));
+        done(textProblem(field, "is not valid UTF-8"));
+      } else if (err) {
+        done(err);
+      } else {
+        // JSON.parse keeps a lone surrogate (`"\ud800"`), and storing it would turn it into U+FFFD.
+        const field = MAYBE_LONE_SURROGATE.test(text)
+          ? firstString(value, (s) => LONE_SURROGATE.test(s))
+          : undefined;
+        if (field === undefined) done(null, value);
+        else
+          done(
+            textProblem(field, "holds an unpaired surrogate escape (\\uD800 to \\uDFFF without its pair)"),
+          );
+      }
+    });
   });
 
   let closing = false;
@@ -157,6 +232,7 @@ export async function buildOpsServer(
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: ROUTER_OPTIONS,
     clientErrorHandler,
     frameworkErrors: (error, _request, reply) => {
       sendProblem(reply, toProblem(error));

@@ -150,6 +150,15 @@ export const EVENT_CASES: Case[] = [
     field: "timestamp",
   },
   { name: "emit: event a number", method: "POST", url: EV, body: emit({ event: 7 }), status: 400 },
+  {
+    name: "emit: a lone surrogate escape in a data key",
+    method: "POST",
+    url: EV,
+    body: '{"event": "memory.created", "data": {"a\\ud83d": 1}}',
+    status: 400,
+    type: "invalid_json",
+    field: "data.a\ud83d",
+  },
   // POST /events/batch
   {
     name: "batch: events empty",
@@ -225,4 +234,45 @@ export const EVENT_CASES: Case[] = [
   },
   { name: "wrong method on an item", method: "POST", url: ONE, body: hook({}), status: 405 },
   { name: "GET on emit", method: "GET", url: EV, status: 405 },
+  // A trailing slash names the same route (edges.test.ts): the same answers, 405 included.
+  {
+    name: "wrong method with a trailing slash",
+    method: "GET",
+    url: `${EV}/batch/`,
+    status: 405,
+    type: "method_not_allowed",
+    detail: /accepts POST$/,
+  },
+  {
+    name: "batch with a trailing slash, refused as without",
+    method: "POST",
+    url: `${EV}/batch/`,
+    body: { events: [] },
+    status: 400,
+    field: "events",
+  },
+  // A body sent to a route that takes none is read all the same.
+  {
+    name: "test: a body over 1 MiB",
+    method: "POST",
+    url: `${ONE}/test`,
+    body: JSON.stringify({ b: long(1_100_000) }),
+    status: 413,
+  },
+  {
+    name: "rotate: an XML body",
+    method: "POST",
+    url: `${ONE}/rotate-secret`,
+    body: "<a/>",
+    contentType: "application/xml",
+    status: 415,
+  },
+  {
+    name: "delete: invalid JSON body",
+    method: "DELETE",
+    url: ONE,
+    body: "{",
+    status: 400,
+    type: "invalid_json",
+  },
 ];

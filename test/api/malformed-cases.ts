@@ -6,7 +6,10 @@ export interface Case {
   method: "GET" | "POST" | "PATCH" | "DELETE" | "PUT";
   /** `$HOOK` and `$DLV` are replaced by a real webhook and delivery id of alice's. */
   url: string;
-  /** An object is sent as JSON; a string as is, with `contentType` (default application/json). */
+  /**
+   * An object is sent as JSON; a string or Buffer as is, with `contentType` (default
+   * application/json).
+   */
   body?: unknown;
   contentType?: string;
   headers?: Record<string, string>;
@@ -15,6 +18,8 @@ export interface Case {
   type?: string;
   /** The field the problem must name, when the case pins it. */
   field?: string;
+  /** What the detail must say, when the case pins the wording that leads to the fix. */
+  detail?: RegExp;
 }
 
 export const EV = "/api/v1/events";
@@ -136,6 +141,40 @@ export const WEBHOOK_CASES: Case[] = [
     url: `${EV}/batch`,
     body: JSON.stringify({ events: Array.from({ length: 600 }, () => emit({ data: { b: long(2000) } })) }),
     status: 413,
+  },
+  // Text that is not well-formed Unicode: JSON.parse keeps a lone surrogate, storage would not.
+  {
+    name: "create: a lone surrogate escape in name",
+    method: "POST",
+    url: WH,
+    body: '{"url": "http://127.0.0.1:8080/s", "events": ["*"], "name": "x\\ud800y"}',
+    status: 400,
+    type: "invalid_json",
+    field: "name",
+    detail: /^name holds an unpaired surrogate/,
+  },
+  {
+    name: "create: a lone low surrogate in metadata",
+    method: "POST",
+    url: WH,
+    body: '{"url": "http://127.0.0.1:8080/s", "events": ["*"], "metadata": {"tags": ["ok", "\\udc00"]}}',
+    status: 400,
+    type: "invalid_json",
+    field: "metadata.tags[1]",
+  },
+  {
+    name: "create: bytes that are not UTF-8 in name",
+    method: "POST",
+    url: WH,
+    body: Buffer.concat([
+      Buffer.from('{"url": "http://127.0.0.1:8080/s", "events": ["*"], "name": "x'),
+      Buffer.from([0xed, 0xa0, 0x80]),
+      Buffer.from('y"}'),
+    ]),
+    status: 400,
+    type: "invalid_json",
+    field: "name",
+    detail: /not valid UTF-8/,
   },
   // POST /webhooks
   {

@@ -49,9 +49,10 @@ describe("malformed requests", () => {
     const auth = c.auth ?? "alice";
     if (typeof auth === "object") headers.authorization = auth.header;
     else if (auth !== "none") headers.authorization = `Bearer ${api.keys[auth]}`;
-    let payload: string | undefined;
+    let payload: string | Buffer | undefined;
     if (c.body !== undefined) {
-      payload = typeof c.body === "string" ? c.body : JSON.stringify(c.body);
+      payload =
+        typeof c.body === "string" || Buffer.isBuffer(c.body) ? (c.body as string) : JSON.stringify(c.body);
       headers["content-type"] = c.contentType ?? "application/json";
     }
     const before = await api.counts();
@@ -82,6 +83,7 @@ describe("malformed requests", () => {
     expect(p.detail.length).toBeGreaterThan(0);
     if (c.type) expect(p.type.split("/").pop()).toBe(c.type);
     if (c.field) expect(p.errors?.map((e) => e.field)).toContain(c.field);
+    if (c.detail) expect(p.detail).toMatch(c.detail);
     if (c.status === 401) expect(res.headers["www-authenticate"]).toMatch(/^Bearer/);
     if (c.status === 405) expect(res.headers.allow).toBeTruthy();
     // Keys are never echoed back.

@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ERROR_CODES, PROBLEM_TYPE_BASE } from "../../src/api/errors.js";
 import { registeredRoutes } from "../../src/api/server.js";
 import { startApi, type TestApi } from "./helpers.js";
+import { WEBHOOK_CASES } from "./malformed-cases.js";
+import { EVENT_CASES } from "./malformed-cases-events.js";
 
 let api: TestApi;
 let doc: OpenAPIV3_1.Document;
@@ -138,9 +140,79 @@ describe("the OpenAPI document", () => {
     const description = doc.info.description ?? "";
     for (const code of Object.keys(ERROR_CODES)) expect(description).toContain(`${PROBLEM_TYPE_BASE}${code}`);
     const statuses = new Set(operations().flatMap((o) => Object.keys(o.op.responses ?? {})));
-    for (const status of ["400", "401", "403", "404", "409", "413", "415", "422", "429", "500", "503"]) {
+    for (const status of [
+      "400",
+      "401",
+      "403",
+      "404",
+      "405",
+      "408",
+      "409",
+      "413",
+      "415",
+      "422",
+      "429",
+      "431",
+      "500",
+      "503",
+    ]) {
       expect(statuses).toContain(status);
     }
+  });
+});
+
+describe("the statuses the document lists", () => {
+  /** The documented path a request URL falls on (a trailing slash names the same route). */
+  function documentedPath(url: string): string | undefined {
+    const path = url.split("?")[0]!;
+    return Object.keys(doc.paths ?? {}).find((p) =>
+      new RegExp(`^${p.replace(/\{[^}]+\}/g, "[^/]+")}/?$`).test(path),
+    );
+  }
+
+  it("include, on each route, every status the malformed-request tests see it send", () => {
+    const missing: string[] = [];
+    let checked = 0;
+    for (const c of [...WEBHOOK_CASES, ...EVENT_CASES]) {
+      const url = c.url
+        .replace("$HOOKCURSOR", "cursor")
+        .replace("$HOOK", "whk_01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        .replace("$DLV", "dlv_01ARZ3NDEKTSV4RRFFQ69G5FAV");
+      const path = documentedPath(url);
+      if (path === undefined) {
+        // Only a path the API does not have answers without a route to document it on.
+        expect(c.status, c.name).toBe(404);
+        continue;
+      }
+      const item = doc.paths?.[path] ?? {};
+      const op = item[c.method.toLowerCase() as (typeof METHODS)[number]];
+      // A method the path does not take (405) is documented on each of the path's operations.
+      const ops = op ? [op] : METHODS.flatMap((m) => (item[m] ? [item[m]!] : []));
+      for (const o of ops) {
+        checked++;
+        if (!(String(c.status) in (o.responses ?? {}))) {
+          missing.push(`${c.method} ${path}: ${c.status} (${c.name})`);
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+    expect(missing).toEqual([]);
+  });
+
+  it("include what any request may meet, and what a body may meet on every route that reads one", () => {
+    for (const { method, path, op } of operations()) {
+      const statuses = Object.keys(op.responses ?? {});
+      // Malformed HTTP or URL, another method, a slow sender, oversized headers, a bug, a shutdown.
+      expect(statuses, `${method} ${path}`).toEqual(
+        expect.arrayContaining(["400", "405", "408", "431", "500", "503"]),
+      );
+      if (["POST", "PATCH", "PUT", "DELETE"].includes(method)) {
+        expect(statuses, `${method} ${path}`).toEqual(expect.arrayContaining(["400", "413", "415"]));
+      }
+    }
+    const allow = (doc.paths?.["/api/v1/events"]?.post?.responses?.["405"] as OpenAPIV3_1.ResponseObject)
+      ?.headers?.Allow;
+    expect(allow).toBeTruthy();
   });
 });
 
