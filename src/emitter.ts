@@ -5,7 +5,13 @@
  */
 import type { Clock } from "./clock.js";
 import type { EngineEvents } from "./engine-events.js";
-import { defaultPriority, type EventData, type EventType, isEventType } from "./events.js";
+import {
+  defaultPriority,
+  type EventData,
+  type EventType,
+  isEventType,
+  unknownEventTypeReason,
+} from "./events.js";
 import { newId } from "./ids.js";
 import { PRIORITY_NAMES, PRIORITY_RANK, type Priority } from "./models.js";
 import type { DeliveryQueue } from "./queue/queue.js";
@@ -41,9 +47,14 @@ export type EmitErrorCode =
   | "invalid_idempotency_key"
   | "invalid_batch";
 
-/** A refused emit; nothing was written. `index` names the event within a batch. */
+/**
+ * A refused emit; nothing was written. `index` names the event within a batch (emitBatch always
+ * sets it, emit never does); `reason` is the message without it. The API answers `unknown_event`
+ * as 422 `unknown_event_type` and every other code as 422 `invalid_field`, naming `field`.
+ */
 export class EmitError extends Error {
   override name = "EmitError";
+  readonly reason: string;
   constructor(
     readonly code: EmitErrorCode,
     readonly field: string,
@@ -51,13 +62,29 @@ export class EmitError extends Error {
     readonly index?: number,
   ) {
     super(index === undefined ? message : `events[${index}]: ${message}`);
+    this.reason = message;
+  }
+
+  /** The same refusal of an event that was sent alone. */
+  withoutIndex(): EmitError {
+    return this.index === undefined ? this : new EmitError(this.code, this.field, this.reason);
   }
 }
 
 export const MAX_BATCH = 1000;
 export const MAX_BODY_BYTES = 256 * 1024;
 const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
-const USER_ID = /^[^\p{Cc}]{1,255}$/u;
+const LABEL = /^[^\p{Cc}]{1,255}$/u;
+const LABEL_RULE = "1 to 255 characters, without control characters";
+
+/** The rule for user ids and idempotency keys, for the API to check the ones it is sent the same way. */
+export function isLabel(value: unknown): value is string {
+  return typeof value === "string" && LABEL.test(value);
+}
+
+export function labelReason(field: string, value: unknown): string {
+  return value === undefined ? `${field} is required` : `${field} must be ${LABEL_RULE}`;
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
@@ -76,20 +103,23 @@ export class Emitter {
   constructor(private readonly deps: EmitterDeps) {}
 
   emit(event: string, options: EmitOptions): Promise<EmitResult> {
-    return this.emitBatch([{ event, ...options }]).then((r) => r[0]!);
+    return this.emitBatch([{ event, ...options }]).then(
+      (r) => r[0]!,
+      (err: unknown) => {
+        throw err instanceof EmitError ? err.withoutIndex() : err;
+      },
+    );
   }
 
   /** All or nothing: one invalid event refuses the whole batch. */
   async emitBatch(inputs: readonly EmitInput[]): Promise<EmitResult[]> {
-    if (!Array.isArray(inputs) || inputs.length === 0) {
-      throw new EmitError("invalid_batch", "events", "at least one event is required");
-    }
-    if (inputs.length > MAX_BATCH) {
-      throw new EmitError("invalid_batch", "events", `at most ${MAX_BATCH} events per batch`);
+    if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > MAX_BATCH) {
+      const what = inputs === undefined ? "events is required" : "events must be a list";
+      throw new EmitError("invalid_batch", "events", `${what} of 1 to ${MAX_BATCH} events`);
     }
     const now = this.deps.clock.now();
     const createdAt = new Date(now).toISOString();
-    const rows = inputs.map((input, i) => prepare(input, createdAt, inputs.length > 1 ? i : undefined));
+    const rows = inputs.map((input, i) => prepare(input, createdAt, i));
     const writes = await this.deps.engineStore.emit(
       rows,
       createdAt,
@@ -194,23 +224,30 @@ type Common = { userId: string; priority?: Priority; idempotencyKey?: string };
 
 function prepare(input: EmitInput, createdAt: string, index: number | undefined): EmitRow {
   if (!isPlainObject(input))
-    throw new EmitError("invalid_batch", "event", "each event must be an object", index);
+    throw new EmitError("invalid_batch", "", "each event must be a JSON object", index);
   const { event, userId, data, priority, idempotencyKey } = input;
   if (!isEventType(event)) {
-    throw new EmitError("unknown_event", "event", `unknown event type ${JSON.stringify(event)}`, index);
+    throw new EmitError("unknown_event", "event", unknownEventTypeReason(event), index);
   }
-  if (typeof userId !== "string" || !USER_ID.test(userId)) {
-    throw new EmitError("invalid_user", "user_id", "user_id must be 1 to 255 characters", index);
+  if (!isLabel(userId)) throw new EmitError("invalid_user", "user_id", labelReason("user_id", userId), index);
+  if (data === undefined) {
+    throw new EmitError(
+      "invalid_data",
+      "data",
+      "data is required: a JSON object ({} when there is nothing to say)",
+      index,
+    );
   }
   if (!isPlainObject(data)) throw new EmitError("invalid_data", "data", "data must be a JSON object", index);
-  if (priority !== undefined && !(priority in PRIORITY_RANK)) {
+  // Own keys only: "toString" is `in` every object.
+  if (priority !== undefined && (typeof priority !== "string" || !Object.hasOwn(PRIORITY_RANK, priority))) {
     throw new EmitError("invalid_priority", "priority", "priority must be high, normal or low", index);
   }
-  if (idempotencyKey !== undefined && (typeof idempotencyKey !== "string" || !USER_ID.test(idempotencyKey))) {
+  if (idempotencyKey !== undefined && !isLabel(idempotencyKey)) {
     throw new EmitError(
       "invalid_idempotency_key",
       "idempotency_key",
-      "idempotency_key must be 1 to 255 characters",
+      labelReason("idempotency_key", idempotencyKey),
       index,
     );
   }
@@ -228,7 +265,7 @@ function prepare(input: EmitInput, createdAt: string, index: number | undefined)
     throw new EmitError(
       "invalid_data",
       "data",
-      `the event is larger than ${MAX_BODY_BYTES / 1024} KiB`,
+      `the event is larger than ${MAX_BODY_BYTES / 1024} KiB serialized: send less data, or a reference to it`,
       index,
     );
   }

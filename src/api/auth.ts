@@ -15,6 +15,7 @@
  *   when creating or emitting, and for everyone when listing or addressing a webhook by id.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { isLabel, labelReason } from "../emitter.js";
 import type { ApiKeyRecord } from "../models.js";
 import type { Store } from "../store/index.js";
 import { findApiKey, hashApiKey } from "../store/index.js";
@@ -45,6 +46,32 @@ export interface AuthOptions {
 
 const BEARER = /^Bearer +([A-Za-z0-9._~+/=-]{1,512}) *$/i;
 const REALM = 'Bearer realm="continuum-webhooks"';
+const KEY_PREFIX = "cwk_";
+
+/** Schemes people send by habit from other APIs: named back to them, as nothing secret. */
+const KNOWN_SCHEMES = new Set(["basic", "token", "digest", "apikey", "api-key", "key", "bot", "hmac", "jwt"]);
+
+/**
+ * What is wrong with an Authorization header that is not `Bearer <key>`, saying how to write it.
+ * The header is never quoted back: it may be a key.
+ */
+function malformedHeader(header: string): string {
+  const how = "send it as `Authorization: Bearer <key>`";
+  const trimmed = header.trim();
+  const [first = "", ...rest] = trimmed.split(/\s+/);
+  if (/^bearer$/i.test(first)) {
+    return rest.length === 0
+      ? `the Authorization header has the Bearer scheme but no key: ${how}`
+      : `the key after \`Bearer \` is malformed: an API key is one word of at most 512 characters (cwk_…); ${how}`;
+  }
+  if (rest.length === 0) {
+    return `the Authorization header holds no scheme, only a value: put \`Bearer \` before the API key; ${how}`;
+  }
+  const scheme = KNOWN_SCHEMES.has(first.toLowerCase())
+    ? `the ${first} scheme`
+    : "a scheme other than Bearer";
+  return `the Authorization header uses ${scheme}: API keys go in the Bearer scheme; ${how}`;
+}
 
 interface CacheEntry {
   record: ApiKeyRecord | null;
@@ -109,9 +136,18 @@ export class ApiKeyAuthenticator {
       });
     }
     const m = BEARER.exec(header);
-    const record = m ? await this.lookup(m[1]!) : null;
+    if (!m) {
+      throw new ProblemError("unauthorized", malformedHeader(header), undefined, {
+        "www-authenticate": `${REALM}, error="invalid_request"`,
+      });
+    }
+    const key = m[1]!;
+    const record = await this.lookup(key);
     if (!record) {
-      throw new ProblemError("unauthorized", "the API key is not valid or has been revoked", undefined, {
+      const detail = key.startsWith(KEY_PREFIX)
+        ? "the API key is not valid or has been revoked"
+        : `the API key is not valid: API keys start with ${KEY_PREFIX} (\`continuum-webhooks api-key create --user U\` makes one)`;
+      throw new ProblemError("unauthorized", detail, undefined, {
         "www-authenticate": `${REALM}, error="invalid_token"`,
       });
     }
@@ -135,17 +171,17 @@ export function scope(request: FastifyRequest): string | undefined {
 }
 
 /**
- * The user a request acts for when it names one (`user_id`): the key's own user by default; a
- * user key naming someone else is refused.
+ * The user a request acts for: the `user_id` it names (checked by the emitter's rule for user
+ * ids), which a user key may only set to its own user; the key's own user by default.
  */
-export function actingUser(
-  request: FastifyRequest,
-  requested: string | undefined,
-  field = "user_id",
-): string {
+export function actingUser(request: FastifyRequest, requested: unknown, field = "user_id"): string {
   const auth = requireAuth(request);
-  if (requested === undefined || requested === auth.userId) return auth.userId;
-  if (auth.role === "admin") return requested;
+  if (requested === undefined) return auth.userId;
+  if (!isLabel(requested)) {
+    const reason = labelReason(field, requested);
+    throw new ProblemError("invalid_field", reason, [{ field, reason }]);
+  }
+  if (requested === auth.userId || auth.role === "admin") return requested;
   throw new ProblemError("forbidden", "a user key can only act for its own user", [
     { field, reason: "must be the key's own user (or omitted)" },
   ]);

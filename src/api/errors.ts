@@ -7,7 +7,9 @@ import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { EmitError } from "../emitter.js";
+import { closest } from "../events.js";
 import { ManagerError } from "../manager.js";
+import { ID_KINDS } from "./schemas.js";
 
 export const PROBLEM_TYPE_BASE = "https://continuum-webhooks.dev/problems/";
 export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
@@ -24,6 +26,7 @@ export const ERROR_CODES = {
   conflict: { status: 409, title: "Conflict" },
   payload_too_large: { status: 413, title: "The body is too large" },
   unsupported_media_type: { status: 415, title: "Unsupported content type" },
+  invalid_field: { status: 422, title: "A field is missing, unknown or not valid" },
   unknown_event_type: { status: 422, title: "Unknown event type" },
   invalid_url: { status: 422, title: "The webhook URL is not allowed" },
   rate_limited: { status: 429, title: "Too many requests" },
@@ -96,7 +99,8 @@ const FASTIFY_DETAILS: Partial<Record<ErrorCode, string>> = {
 /** Fixed wording for the invalid_request ones: their own messages quote the URL back. */
 const FASTIFY_MESSAGES: Record<string, string> = {
   FST_ERR_BAD_URL: "the request URL is malformed",
-  FST_ERR_MAX_PARAM_LENGTH: "a path parameter is longer than any id",
+  FST_ERR_MAX_PARAM_LENGTH:
+    "a path parameter is longer than any id: ids look like whk_ followed by 26 characters",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "Content-Length does not match the body",
   FST_ERR_ASYNC_CONSTRAINT: "the request is malformed",
 };
@@ -106,6 +110,9 @@ interface AjvLikeError {
   keyword?: string;
   message?: string;
   params?: Record<string, unknown>;
+  /** With Ajv's `verbose` (validation.ts): the schema holding the keyword, and the value. */
+  parentSchema?: Record<string, unknown>;
+  data?: unknown;
 }
 
 /** `/events/0/event` → `events[0].event`: the way a client names the field in its own code. */
@@ -120,62 +127,178 @@ export function fieldName(pointer: string, child?: string): string {
   return out;
 }
 
+/**
+ * Names people reach for from other webhook APIs, and the field meant. Used only when that field
+ * exists where the unknown one was sent; plain typos are found by edit distance.
+ */
+const FIELD_ALIASES: Record<string, string> = {
+  enabled: "active",
+  disabled: "active",
+  is_active: "active",
+  paused: "active",
+  endpoint: "url",
+  uri: "url",
+  target: "url",
+  webhook_url: "url",
+  callback_url: "url",
+  event_types: "events",
+  types: "events",
+  topics: "events",
+  subscriptions: "events",
+  type: "event",
+  event_type: "event",
+  payload: "data",
+  body: "data",
+  user: "user_id",
+  owner: "user_id",
+  title: "name",
+  label: "name",
+  retries: "retry_schedule",
+  backoff: "retry_schedule",
+  retry_policy: "retry_schedule",
+  dedupe_key: "idempotency_key",
+  idempotencykey: "idempotency_key",
+};
+
+/** Fields the service sets itself: sending one is a misunderstanding, not a typo. */
+const SERVICE_FIELDS: Record<string, string> = {
+  secret:
+    "is made by the service, not sent: the answer to create shows the signing secret, and POST /api/v1/webhooks/{id}/rotate-secret replaces it",
+  id: "is given by the service, not sent",
+  created_at: "is set by the service, not sent",
+  updated_at: "is set by the service, not sent",
+};
+
+/** The fields of one event, for a batch whose events were sent at its top level. */
+const EVENT_FIELDS = ["event", "user_id", "data", "priority", "idempotency_key"];
+
+function unknownFieldReason(name: string, known: readonly string[]): string {
+  const listed = known.length > 0 ? `; the fields here are ${known.join(", ")}` : "";
+  const service = Object.hasOwn(SERVICE_FIELDS, name) ? SERVICE_FIELDS[name] : undefined;
+  if (service) return service;
+  // Only an update lists url without user_id.
+  if (name === "user_id" && known.includes("url")) {
+    return `cannot be changed: a webhook keeps the user it was created for${listed}`;
+  }
+  if (known.length === 1 && known[0] === "events" && EVENT_FIELDS.includes(name)) {
+    return 'belongs inside each event: send {"events": [{"event": …, "data": {…}}, …]}';
+  }
+  const lower = name.toLowerCase();
+  const alias = Object.hasOwn(FIELD_ALIASES, lower) ? FIELD_ALIASES[lower] : undefined;
+  const near = alias !== undefined && known.includes(alias) ? alias : closest(name, known);
+  return `is not a known field${near ? `; did you mean \`${near}\`?` : ""}${listed}`;
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  string: "a string",
+  integer: "a whole number",
+  number: "a number",
+  boolean: "true or false",
+  object: "a JSON object",
+  array: "a JSON array",
+  null: "null",
+};
+
+function typeReason(type: unknown): string {
+  const types = (Array.isArray(type) ? type : String(type).split(",")).map(String);
+  return `must be ${types.map((t) => TYPE_WORDS[t] ?? t).join(" or ")}`;
+}
+
+/**
+ * A malformed id in the path, described by its shape rather than by the pattern's regex, and
+ * named when it is another kind of id (a delivery id where a webhook id belongs).
+ */
+function idReason(pattern: unknown, value: unknown): string | undefined {
+  const kind = ID_KINDS.find((k) => k.pattern === pattern);
+  if (!kind) return undefined;
+  let reason = `is not a ${kind.noun} id: ${kind.noun} ids look like ${kind.prefix}_ followed by 26 characters (digits and capital letters), as the API returned them`;
+  if (typeof value === "string") {
+    const other = ID_KINDS.find((k) => k !== kind && value.startsWith(`${k.prefix}_`));
+    if (other) reason += `; ${other.prefix}_… is a ${other.noun} id`;
+    else if (new RegExp(kind.pattern).test(value.toUpperCase().replace(/^[A-Z]+_/, `${kind.prefix}_`)))
+      reason += "; ids are case-sensitive";
+  }
+  return reason;
+}
+
+function reasonFor(e: AjvLikeError): string {
+  switch (e.keyword) {
+    case "type":
+      return typeReason(e.params?.type);
+    case "format":
+      return e.params?.format === "date-time"
+        ? "must be an ISO 8601 time such as 2026-01-15T09:30:00Z"
+        : `must be a ${String(e.params?.format)}`;
+    case "pattern":
+      // The regex means nothing to most readers.
+      return idReason(e.params?.pattern, e.data) ?? "is not in the expected form";
+    case "enum":
+      return `must be one of ${(e.params?.allowedValues as unknown[] | undefined)?.join(", ") ?? "the documented values"}`;
+    default:
+      return (e.message ?? "is not valid").replace(/^must NOT/, "must not");
+  }
+}
+
+const WHERE: Record<string, string> = {
+  body: "",
+  querystring: "query parameter ",
+  params: "path parameter ",
+  headers: "header ",
+};
+
+/**
+ * A request the validator refused. A problem in the path (an id of the wrong shape) or with the
+ * body as a whole (not a JSON object) is 400 `invalid_request`; a problem with a named field or
+ * query parameter is 422 `invalid_field`, as the library answers its own field checks.
+ */
 function validationProblem(error: FastifyError): Problem {
   const where = error.validationContext ?? "body";
   const errors: FieldError[] = [];
+  let whole = false;
   for (const e of (error.validation ?? []) as AjvLikeError[]) {
     const path = e.instancePath ?? "";
     let field: string;
-    // Ajv says "must be string,null" for a type list.
-    let reason = (e.message ?? "is not valid").replace(
-      /^must be (\w+(?:,\w+)+)$/,
-      (_m, types: string) => `must be ${types.split(",").join(" or ")}`,
-    );
+    let reason: string;
     if (e.keyword === "required" && typeof e.params?.missingProperty === "string") {
       field = fieldName(path, e.params.missingProperty);
       reason = "is required";
     } else if (e.keyword === "additionalProperties" && typeof e.params?.additionalProperty === "string") {
       field = fieldName(path, e.params.additionalProperty);
-      reason = "is not a known field";
+      const properties = e.parentSchema?.properties;
+      const known = typeof properties === "object" && properties !== null ? Object.keys(properties) : [];
+      reason = unknownFieldReason(e.params.additionalProperty, known);
     } else {
       field = fieldName(path);
+      reason = reasonFor(e);
     }
-    if (field === "") field = where;
+    if (field === "") {
+      field = where;
+      whole = true;
+      if (where === "body" && e.keyword === "type") reason = "must be a JSON object";
+    }
     if (!errors.some((x) => x.field === field)) errors.push({ field, reason });
   }
   const first = errors[0];
   const detail = first
-    ? `${where === "body" ? "" : `${where}: `}${first.field} ${first.reason}`
+    ? `${whole ? "the " : (WHERE[where] ?? "")}${first.field} ${first.reason}`
     : `the ${where} is not valid`;
-  return problem("invalid_request", detail, errors);
+  return problem(whole || where === "params" ? "invalid_request" : "invalid_field", detail, errors);
 }
 
 /** Library errors (nothing was written when they are thrown) mapped onto the registry. */
 export function domainProblem(err: unknown): Problem | null {
   if (err instanceof ManagerError) {
-    const field = err.field ?? "body";
-    const errors = [{ field, reason: err.message }];
-    switch (err.code) {
-      case "not_found":
-        return problem("not_found", err.message);
-      case "conflict":
-        return problem("conflict", err.message, errors);
-      case "invalid_url":
-        return problem("invalid_url", err.message, errors);
-      case "invalid_cursor":
-        return problem("invalid_cursor", err.message, errors);
-      case "invalid_field":
-        return problem("invalid_request", err.message, errors);
-    }
+    // The manager's codes are the registry's: a library caller and an API client read one code.
+    const code: ErrorCode = err.code;
+    if (code === "not_found") return problem(code, err.message);
+    return problem(code, err.message, [{ field: err.field ?? "body", reason: err.message }]);
   }
   if (err instanceof EmitError) {
-    const field = err.index === undefined ? err.field : `events[${err.index}].${err.field}`;
-    const errors = [{ field, reason: err.message }];
-    return problem(
-      err.code === "unknown_event" ? "unknown_event_type" : "invalid_request",
-      err.message,
-      errors,
-    );
+    const item = err.index === undefined ? undefined : `events[${err.index}]`;
+    const field = item === undefined ? err.field || "body" : err.field ? `${item}.${err.field}` : item;
+    return problem(err.code === "unknown_event" ? "unknown_event_type" : "invalid_field", err.message, [
+      { field, reason: err.reason },
+    ]);
   }
   return null;
 }

@@ -51,15 +51,15 @@ export class CoalescingEmitter {
         for (const [i, w] of batch.entries()) w.resolve(results[i]!);
         return;
       } catch (err) {
-        if (batch.length === 1) {
-          batch[0]!.reject(err);
-          return;
-        }
         if (err instanceof EmitError && err.index !== undefined && batch[err.index]) {
           const [refused] = batch.splice(err.index, 1);
           // The request sent one event: report it as such, without the batch index.
-          refused!.reject(new EmitError(err.code, err.field, err.message.replace(/^events\[\d+\]: /, "")));
+          refused!.reject(err.withoutIndex());
           continue;
+        }
+        if (batch.length === 1) {
+          batch[0]!.reject(err);
+          return;
         }
         await Promise.all(batch.map((w) => this.#write([w])));
         return;

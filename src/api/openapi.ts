@@ -10,6 +10,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import { ERROR_CODES, type ErrorCode, PROBLEM_TYPE_BASE } from "./errors.js";
+import { LIBRARY_CHECKED } from "./validation.js";
 
 const PROBLEM = { $ref: "Problem#" };
 
@@ -40,7 +41,7 @@ function problemResponses(route: RouteOptions, schema: FastifySchema): Record<st
     codes.add("payload_too_large");
     codes.add("unsupported_media_type");
   }
-  if (schema.body || schema.querystring || schema.params || schema.headers) codes.add("invalid_request");
+  if (schema.body || schema.querystring || schema.headers) codes.add("invalid_field");
   if (schema.params) codes.add("not_found");
 
   const byStatus = new Map<number, string[]>();
@@ -66,6 +67,17 @@ const RESPONSE_HEADERS: Record<number, Record<string, unknown>> = {
   429: { "Retry-After": { type: "integer", description: "Seconds to wait" } },
   503: { "Retry-After": { type: "integer", description: "Seconds to wait" } },
 };
+
+/** The library-checked marker is the validator's business (validation.ts), not a client's. */
+function withoutMarkers(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutMarkers);
+  if (typeof value !== "object" || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([k]) => k !== LIBRARY_CHECKED)
+      .map(([k, v]) => [k, withoutMarkers(v)]),
+  );
+}
 
 /** The whole error registry, so a client can map every `type` it may meet. */
 const DESCRIPTION = [
@@ -108,6 +120,10 @@ export function registerOpenApi(app: FastifyInstance, version: string): void {
       buildLocalReference: (json, _baseUri, _fragment, i) =>
         typeof json.$id === "string" ? json.$id : `def-${i}`,
     },
+    transformObject: (documentObject) =>
+      withoutMarkers(
+        "openapiObject" in documentObject ? documentObject.openapiObject : documentObject,
+      ) as never,
     transform: ({ schema, url, route }) => {
       if (!schema || schema.hide) return { schema, url };
       const response = { ...(schema.response as Record<string, unknown> | undefined) };

@@ -1,13 +1,19 @@
 /**
- * TypeBox schemas: the single source of request validation, handler types and the OpenAPI
- * document. Named schemas carry an `$id`; routes point at them with `ref()` so the OpenAPI
- * document shows them once under `components.schemas` instead of inlining copies.
+ * TypeBox schemas: the single source of handler types and the OpenAPI document, and of the
+ * request validation the API does itself. Named schemas carry an `$id`; routes point at them with
+ * `ref()` so the OpenAPI document shows them once under `components.schemas` instead of inlining
+ * copies.
  *
- * Limits here are the API's contract. The manager and emitter check the same rules again (they
- * are a library too); the schema only answers earlier and with a field-level reason.
+ * Each rule has one owner. The values the library checks anyway (the manager and the emitter are
+ * a library too) are marked `libraryChecked`: the document shows them, with the owner's numbers,
+ * but the request validator leaves them to the library (validation.ts), so a mistake answers the
+ * same status, code and reason whether it came over HTTP or through a library call.
  */
 import { type Static, type TSchema, type TUnsafe, Type } from "typebox";
+import { MAX_BATCH, MAX_BODY_BYTES } from "../emitter.js";
 import { EVENT_TYPES } from "../events.js";
+import { LIMITS } from "../manager-input.js";
+import { LIBRARY_CHECKED } from "./validation.js";
 
 const named = new Map<string, TSchema>();
 
@@ -28,6 +34,15 @@ export function ref<T extends TSchema>(schema: T): TUnsafe<Static<T>> {
   const id = (schema as { $id?: unknown }).$id;
   if (typeof id !== "string") throw new Error("ref() needs a schema created with define()");
   return Type.Unsafe<Static<T>>({ $ref: `${id}#` });
+}
+
+/**
+ * A schema whose values the library checks (manager-input.ts, manager.ts, emitter.ts): documented
+ * here, enforced there. On an object, everything under it is the library's except which fields
+ * exist, which the API still refuses with a suggestion.
+ */
+function libraryChecked<T extends TSchema>(schema: T): T {
+  return Object.assign(schema, { [LIBRARY_CHECKED]: true });
 }
 
 /** `T | null` as one JSON Schema type list: one clear validation error instead of an anyOf cascade. */
@@ -51,17 +66,29 @@ function oneOf(values: readonly string[]): TUnsafe<string> {
 const Timestamp = Type.String({ format: "date-time", description: "ISO 8601, UTC" });
 const NullableTimestamp = nullable(Type.String({ format: "date-time" }));
 const Metadata = Type.Record(Type.String(), Type.Unknown(), {
-  description: "Free-form JSON object stored with the webhook (at most 4 KiB serialized)",
+  description: `Free-form JSON object stored with the webhook (at most ${LIMITS.metadata} bytes serialized)`,
 });
-const EventName = Type.String({ minLength: 1, maxLength: 64 });
-/** 1 to 255 characters, no control characters: the emitter's rule for user ids and idempotency keys. */
+/** 1 to 255 characters, no control characters: the emitter's rule (`isLabel`) for user ids and idempotency keys. */
 const label = (description: string) =>
-  Type.String({ minLength: 1, maxLength: 255, pattern: "^[^\\u0000-\\u001f\\u007f]+$", description });
+  Type.String({
+    minLength: 1,
+    maxLength: 255,
+    pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+    description,
+  });
 
 export const ID_PATTERNS = {
   webhook: "^whk_[0-9A-HJKMNP-TV-Z]{26}$",
   delivery: "^dlv_[0-9A-HJKMNP-TV-Z]{26}$",
+  event: "^evt_[0-9A-HJKMNP-TV-Z]{26}$",
 } as const;
+
+/** Each kind of id, for messages that describe an id's shape in words. */
+export const ID_KINDS = [
+  { prefix: "whk", noun: "webhook", pattern: ID_PATTERNS.webhook },
+  { prefix: "dlv", noun: "delivery", pattern: ID_PATTERNS.delivery },
+  { prefix: "evt", noun: "event", pattern: ID_PATTERNS.event },
+] as const;
 
 const EVENT_LIST = EVENT_TYPES.join(", ");
 
@@ -94,26 +121,26 @@ export const Problem = define(
 const webhookFields = {
   url: Type.String({
     minLength: 1,
-    maxLength: 2048,
+    maxLength: LIMITS.url,
     description:
       "http(s) URL; HTTPS only in production; ports 80, 443, 8080, 8443; private, loopback and metadata addresses are refused",
   }),
-  events: Type.Array(EventName, {
+  events: Type.Array(oneOf(["*", ...EVENT_TYPES]), {
     minItems: 1,
-    maxItems: 20,
+    maxItems: LIMITS.events,
     description: `Event types to receive, or "*" for all: ${EVENT_LIST}`,
   }),
-  name: nullable(Type.String({ maxLength: 100 })),
-  description: nullable(Type.String({ maxLength: 500 })),
+  name: nullable(Type.String({ maxLength: LIMITS.name })),
+  description: nullable(Type.String({ maxLength: LIMITS.description })),
   metadata: nullable(Metadata),
   retry_schedule: nullable(
-    Type.Array(Type.Unsafe<string | number>({ type: ["string", "integer"], maxLength: 20, minimum: 0 }), {
+    Type.Array(Type.Unsafe<string | number>({ type: ["string", "integer"], minimum: 0 }), {
       minItems: 1,
-      maxItems: 20,
+      maxItems: LIMITS.schedule,
     }),
     {
       description:
-        'This webhook\'s own delays between attempts ("1s", "5m" or milliseconds); null for the default',
+        'This webhook\'s own delays between attempts ("1s", "5m" or milliseconds, each at most 24h); null for the default',
     },
   ),
   active: Type.Boolean(),
@@ -121,36 +148,42 @@ const webhookFields = {
 
 export const CreateWebhookRequest = define(
   "CreateWebhookRequest",
-  Type.Object(
-    {
-      url: webhookFields.url,
-      events: webhookFields.events,
-      name: Type.Optional(webhookFields.name),
-      description: Type.Optional(webhookFields.description),
-      metadata: Type.Optional(webhookFields.metadata),
-      retry_schedule: Type.Optional(webhookFields.retry_schedule),
-      active: Type.Optional(webhookFields.active),
-      user_id: Type.Optional(
-        label("Admin keys only: the user who owns the webhook (default: the key's own user)"),
-      ),
-    },
-    { additionalProperties: false },
+  libraryChecked(
+    Type.Object(
+      {
+        url: webhookFields.url,
+        events: webhookFields.events,
+        name: Type.Optional(webhookFields.name),
+        description: Type.Optional(webhookFields.description),
+        metadata: Type.Optional(webhookFields.metadata),
+        retry_schedule: Type.Optional(webhookFields.retry_schedule),
+        active: Type.Optional(webhookFields.active),
+        user_id: Type.Optional(
+          label(
+            "The user who owns the webhook: required with an admin key; a user key may omit it or name its own user",
+          ),
+        ),
+      },
+      { additionalProperties: false },
+    ),
   ),
 );
 
 export const UpdateWebhookRequest = define(
   "UpdateWebhookRequest",
-  Type.Object(
-    {
-      url: Type.Optional(webhookFields.url),
-      events: Type.Optional(webhookFields.events),
-      name: Type.Optional(webhookFields.name),
-      description: Type.Optional(webhookFields.description),
-      metadata: Type.Optional(webhookFields.metadata),
-      retry_schedule: Type.Optional(webhookFields.retry_schedule),
-      active: Type.Optional(Type.Boolean({ description: "false pauses deliveries" })),
-    },
-    { additionalProperties: false, minProperties: 1 },
+  libraryChecked(
+    Type.Object(
+      {
+        url: Type.Optional(webhookFields.url),
+        events: Type.Optional(webhookFields.events),
+        name: Type.Optional(webhookFields.name),
+        description: Type.Optional(webhookFields.description),
+        metadata: Type.Optional(webhookFields.metadata),
+        retry_schedule: Type.Optional(webhookFields.retry_schedule),
+        active: Type.Optional(Type.Boolean({ description: "false pauses deliveries" })),
+      },
+      { additionalProperties: false, minProperties: 1 },
+    ),
   ),
 );
 
@@ -294,28 +327,32 @@ export const StatsResponse = define(
 
 export const EmitEventRequest = define(
   "EmitEventRequest",
-  Type.Object(
-    {
-      event: Type.String({ minLength: 1, maxLength: 64, description: `One of: ${EVENT_LIST}` }),
-      user_id: Type.Optional(
-        label("The user the event is about (default: the key's own user; other users need an admin key)"),
-      ),
-      data: Type.Record(Type.String(), Type.Unknown(), {
-        description: "The event's fields (see docs/EVENTS.md); at most 256 KiB serialized",
-      }),
-      priority: Type.Optional(Type.Enum(["high", "normal", "low"], { type: "string" })),
-      idempotency_key: Type.Optional(
-        label("The same key for the same user within 24 h returns the first result and writes nothing"),
-      ),
-    },
-    { additionalProperties: false },
+  libraryChecked(
+    Type.Object(
+      {
+        event: oneOf(EVENT_TYPES),
+        user_id: Type.Optional(
+          label(
+            "The user the event is about: required with an admin key; a user key may omit it or name its own user",
+          ),
+        ),
+        data: Type.Record(Type.String(), Type.Unknown(), {
+          description: `The event's fields (see docs/EVENTS.md); the whole event at most ${MAX_BODY_BYTES / 1024} KiB serialized`,
+        }),
+        priority: Type.Optional(oneOf(["high", "normal", "low"])),
+        idempotency_key: Type.Optional(
+          label("The same key for the same user within 24 h returns the first result and writes nothing"),
+        ),
+      },
+      { additionalProperties: false },
+    ),
   ),
 );
 
 export const EmitEventResponse = define(
   "EmitEventResponse",
   Type.Object({
-    id: Type.String({ description: "The event id (evt_…)" }),
+    id: Type.String({ pattern: ID_PATTERNS.event, description: "The event id (evt_…)" }),
     deliveries: Type.Integer({ description: "Deliveries created: one per active subscribed webhook" }),
     duplicate: Type.Boolean({
       description: "True when an earlier request with the same idempotency key answered",
@@ -325,9 +362,11 @@ export const EmitEventResponse = define(
 
 export const BatchEmitRequest = define(
   "BatchEmitRequest",
-  Type.Object(
-    { events: Type.Array(ref(EmitEventRequest), { minItems: 1, maxItems: 1000 }) },
-    { additionalProperties: false },
+  libraryChecked(
+    Type.Object(
+      { events: Type.Array(ref(EmitEventRequest), { minItems: 1, maxItems: MAX_BATCH }) },
+      { additionalProperties: false },
+    ),
   ),
 );
 
@@ -382,20 +421,30 @@ export const DeliveryParams = Type.Object({
 });
 
 const pageQuery = {
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  limit: Type.Optional(
+    libraryChecked(Type.Integer({ minimum: 1, maximum: LIMITS.pageSize, default: LIMITS.defaultPageSize })),
+  ),
   cursor: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 200, description: "`next_cursor` from the previous page" }),
+    libraryChecked(
+      Type.String({
+        minLength: 1,
+        maxLength: LIMITS.cursor,
+        description: "`next_cursor` from the previous page",
+      }),
+    ),
   ),
 };
 
 export const ListWebhooksQuery = Type.Object({
   ...pageQuery,
-  user_id: Type.Optional(label("Admin keys only: list this user's webhooks (default: all)")),
+  user_id: Type.Optional(
+    libraryChecked(label("Admin keys only: list this user's webhooks (default: everyone's)")),
+  ),
 });
 
 export const ListDeliveriesQuery = Type.Object({
   ...pageQuery,
-  status: Type.Optional(Type.Enum([...DELIVERY_STATUSES])),
+  status: Type.Optional(libraryChecked(oneOf(DELIVERY_STATUSES))),
   event: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   since: Type.Optional(Type.String({ format: "date-time", description: "Created at or after (ISO 8601)" })),
   until: Type.Optional(Type.String({ format: "date-time", description: "Created before (ISO 8601)" })),
@@ -403,6 +452,6 @@ export const ListDeliveriesQuery = Type.Object({
 
 export const EmitHeaders = Type.Object({
   "idempotency-key": Type.Optional(
-    label("Alternative to the body's idempotency_key (they must agree when both are sent)"),
+    libraryChecked(label("Alternative to the body's idempotency_key (they must agree when both are sent)")),
   ),
 });

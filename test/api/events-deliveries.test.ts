@@ -97,7 +97,7 @@ describe("POST /api/v1/events", () => {
       { event: "memory.created", data: {}, idempotency_key: "a" },
       { "idempotency-key": "b" },
     );
-    expect(res.statusCode).toBe(400);
+    expect(res.statusCode).toBe(422);
     expect(json(res)).toMatchObject({ errors: [{ field: "idempotency_key" }] });
   });
 

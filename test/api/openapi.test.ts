@@ -214,6 +214,16 @@ describe("the statuses the document lists", () => {
       ?.headers?.Allow;
     expect(allow).toBeTruthy();
   });
+
+  it("show the library's limits without the validator's marker", () => {
+    const text = JSON.stringify(doc);
+    expect(text).not.toContain("x-library-checked");
+    const create = doc.components?.schemas?.CreateWebhookRequest as OpenAPIV3_1.SchemaObject;
+    expect(create.properties?.name).toMatchObject({ type: ["string", "null"], maxLength: 100 });
+    expect(create.properties?.events).toMatchObject({ minItems: 1, maxItems: 20 });
+    const emit = doc.components?.schemas?.EmitEventRequest as OpenAPIV3_1.SchemaObject;
+    expect(emit.properties?.event).toMatchObject({ enum: expect.arrayContaining(["memory.created"]) });
+  });
 });
 
 describe("/docs", () => {

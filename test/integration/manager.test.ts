@@ -148,26 +148,74 @@ describe("webhook manager", () => {
     expect(left.map((d) => d.status)).toEqual(["pending", "pending", "pending", "pending", "pending"]);
   });
 
-  it("refuses bad webhook input with the field at fault and writes nothing", async () => {
+  it("refuses bad webhook input with the code and field the API answers, and writes nothing", async () => {
     const t = await setup();
+    const u = "http://127.0.0.1:8080/";
+    // The codes are the API's problem types: invalid_field and unknown_event_type are 422, as over HTTP.
     const bad: Array<[Record<string, unknown>, string, string]> = [
       [{ url: "http://10.0.0.1/", events: ["*"] }, "invalid_url", "url"],
       [{ url: "http://[::1]:8080/", events: ["*"] }, "invalid_url", "url"],
       [{ url: "http://169.254.169.254/latest", events: ["*"] }, "invalid_url", "url"],
       [{ url: "ftp://example.com/", events: ["*"] }, "invalid_url", "url"],
-      [{ url: "http://127.0.0.1:8080/", events: [] }, "invalid_field", "events"],
-      [{ url: "http://127.0.0.1:8080/", events: ["memory.exploded"] }, "invalid_field", "events"],
-      [{ url: "http://127.0.0.1:8080/", events: ["*"], name: "x".repeat(101) }, "invalid_field", "name"],
-      [{ url: "http://127.0.0.1:8080/", events: ["*"], metadata: [] }, "invalid_field", "metadata"],
-      [
-        { url: "http://127.0.0.1:8080/", events: ["*"], retry_schedule: ["soon"] },
-        "invalid_field",
-        "retry_schedule",
-      ],
+      [{ events: ["*"] }, "invalid_field", "url"],
+      [{ url: `${u}${"x".repeat(2100)}`, events: ["*"] }, "invalid_field", "url"],
+      [{ url: u }, "invalid_field", "events"],
+      [{ url: u, events: [] }, "invalid_field", "events"],
+      [{ url: u, events: ["*", "memory.exploded"] }, "unknown_event_type", "events[1]"],
+      [{ url: u, events: [5] }, "unknown_event_type", "events[0]"],
+      [{ url: u, events: ["*"], name: "x".repeat(101) }, "invalid_field", "name"],
+      [{ url: u, events: ["*"], description: "x".repeat(501) }, "invalid_field", "description"],
+      [{ url: u, events: ["*"], metadata: [] }, "invalid_field", "metadata"],
+      [{ url: u, events: ["*"], metadata: { b: "é".repeat(2100) } }, "invalid_field", "metadata"],
+      [{ url: u, events: ["*"], retry_schedule: ["soon"] }, "invalid_field", "retry_schedule[0]"],
+      [{ url: u, events: ["*"], retry_schedule: ["1s", "25h"] }, "invalid_field", "retry_schedule[1]"],
+      [{ url: u, events: ["*"], retry_schedule: [] }, "invalid_field", "retry_schedule"],
+      [{ url: u, events: ["*"], active: "yes" }, "invalid_field", "active"],
     ];
     for (const [input, code, field] of bad) {
-      await expect(t.engine.manager.create("alice", input as never)).rejects.toMatchObject({ code, field });
+      await expect(
+        t.engine.manager.create("alice", input as never),
+        JSON.stringify(input).slice(0, 80),
+      ).rejects.toMatchObject({ code, field });
     }
+    await expect(t.engine.manager.create("alice", null as never)).rejects.toMatchObject({
+      code: "invalid_request",
+    });
     expect((await t.engine.manager.list("alice", {})).data).toEqual([]);
+  });
+
+  it("suggests the event type a typo meant, and counts name lengths in characters", async () => {
+    const t = await setup();
+    const err = await t.engine.manager
+      .create("alice", { url: "http://127.0.0.1:8080/", events: ["memory.craeted"] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ManagerError);
+    expect((err as Error).message).toMatch(/did you mean memory\.created\?; valid types: memory\.created, /);
+    // 100 emoji are 100 characters, as the API document's maxLength counts them.
+    const { webhook } = await t.engine.manager.create("alice", {
+      url: "http://127.0.0.1:8080/",
+      events: ["*"],
+      name: "🦊".repeat(100),
+    });
+    expect(webhook.name).toBe("🦊".repeat(100));
+  });
+
+  it("refuses an update that changes nothing, and list limits out of range", async () => {
+    const t = await setup();
+    const { webhook } = await t.engine.manager.create("alice", {
+      url: "http://127.0.0.1:8080/",
+      events: ["*"],
+    });
+    await expect(t.engine.manager.update("alice", webhook.id, {})).rejects.toMatchObject({
+      code: "invalid_field",
+      field: "body",
+    });
+    await expect(t.engine.manager.list("alice", { limit: 0 })).rejects.toMatchObject({
+      code: "invalid_field",
+      field: "limit",
+    });
+    await expect(t.engine.manager.list("alice", { cursor: "x".repeat(101) })).rejects.toMatchObject({
+      code: "invalid_cursor",
+    });
   });
 });

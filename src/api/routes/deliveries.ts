@@ -1,5 +1,6 @@
 /** `/api/v1/webhooks/{id}/deliveries` and `/retry`: a webhook's delivery history, one delivery, retry. */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { DeliveryView } from "../../views.js";
 import { scope } from "../auth.js";
 import { ProblemError } from "../errors.js";
 import {
@@ -21,8 +22,8 @@ function utc(value: string | undefined, field: string): string | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
   if (Number.isNaN(ms))
-    throw new ProblemError("invalid_request", `${field} is not a valid time`, [
-      { field, reason: "must be ISO 8601" },
+    throw new ProblemError("invalid_field", `query parameter ${field} is not a valid time`, [
+      { field, reason: "must be an ISO 8601 time such as 2026-01-15T09:30:00Z" },
     ]);
   return new Date(ms).toISOString();
 }
@@ -43,12 +44,13 @@ export const deliveryRoutes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, 
         querystring: ListDeliveriesQuery,
         response: { 200: ref(DeliveryListResponse) },
       },
-      config: { problems: ["invalid_cursor"] },
+      config: { problems: ["invalid_cursor", "invalid_field"] },
     },
     async (request) => {
       const q = request.query;
       return manager.deliveries(scope(request), request.params.id, {
-        status: q.status,
+        // The manager checks it (the schema lists the values for the document only).
+        status: q.status as DeliveryView["status"] | undefined,
         event: q.event,
         since: utc(q.since, "since"),
         until: utc(q.until, "until"),

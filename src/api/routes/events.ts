@@ -9,8 +9,8 @@
  * looks at the status code still does the right thing.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import type { EmitInput } from "../../emitter.js";
-import { isEventType } from "../../events.js";
+import type { FastifyRequest } from "fastify";
+import { type EmitInput, isLabel, labelReason, MAX_BATCH } from "../../emitter.js";
 import { actingUser } from "../auth.js";
 import { ProblemError } from "../errors.js";
 import { CoalescingEmitter } from "../ingest.js";
@@ -26,6 +26,30 @@ import type { RouteDeps } from "./deps.js";
 
 const TAGS = ["events"];
 const SECURITY = [{ bearerAuth: [] }];
+const PROBLEMS = ["forbidden", "unknown_event_type", "invalid_field"] as const;
+
+/**
+ * An event of the body as the emitter takes it. The schema only made sure no unknown field came
+ * along: the values are the emitter's to check (and it answers for all of them, so they are
+ * passed through as sent, whatever their type).
+ */
+function toInput(
+  request: FastifyRequest,
+  e: unknown,
+  field: string,
+  idempotencyKey?: string,
+): EmitInput | unknown {
+  if (typeof e !== "object" || e === null || Array.isArray(e)) return e;
+  const sent = e as Record<string, unknown>;
+  const key = sent.idempotency_key ?? idempotencyKey;
+  return {
+    event: sent.event,
+    userId: actingUser(request, sent.user_id, field),
+    data: sent.data,
+    ...(sent.priority === undefined ? {} : { priority: sent.priority }),
+    ...(key === undefined ? {} : { idempotencyKey: key }),
+  };
+}
 
 export const eventRoutes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { engine }) => {
   const { emitter } = engine;
@@ -45,30 +69,23 @@ export const eventRoutes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { e
         body: ref(EmitEventRequest),
         response: { 202: ref(EmitEventResponse) },
       },
-      config: { problems: ["forbidden", "unknown_event_type"] },
+      config: { problems: [...PROBLEMS] },
     },
     async (request, reply) => {
-      const body = request.body;
+      const body = request.body as Record<string, unknown>;
       const header = request.headers["idempotency-key"];
+      if (header !== undefined && !isLabel(header)) {
+        const reason = labelReason("the Idempotency-Key header", header);
+        throw new ProblemError("invalid_field", reason, [{ field: "Idempotency-Key", reason }]);
+      }
       if (header !== undefined && body.idempotency_key !== undefined && header !== body.idempotency_key) {
-        throw new ProblemError("invalid_request", "the Idempotency-Key header and idempotency_key differ", [
-          { field: "idempotency_key", reason: "must equal the Idempotency-Key header when both are sent" },
-        ]);
+        throw new ProblemError(
+          "invalid_field",
+          "the Idempotency-Key header and idempotency_key differ: send one of them, or the same key in both",
+          [{ field: "idempotency_key", reason: "must equal the Idempotency-Key header when both are sent" }],
+        );
       }
-      // Refused here rather than by the emitter, so a grouped transaction rarely has to be retried.
-      if (!isEventType(body.event)) {
-        throw new ProblemError("unknown_event_type", `unknown event type ${JSON.stringify(body.event)}`, [
-          { field: "event", reason: "must be one of the documented event types" },
-        ]);
-      }
-      const idempotencyKey = body.idempotency_key ?? header;
-      const result = await single.emit({
-        event: body.event,
-        userId: actingUser(request, body.user_id),
-        data: body.data,
-        ...(body.priority === undefined ? {} : { priority: body.priority }),
-        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-      });
+      const result = await single.emit(toInput(request, body, "user_id", header) as EmitInput);
       if (result.duplicate) reply.header("idempotent-replayed", "true");
       return reply.code(202).send(result);
     },
@@ -78,24 +95,22 @@ export const eventRoutes: FastifyPluginAsyncTypebox<RouteDeps> = async (app, { e
     "/events/batch",
     {
       schema: {
-        summary: "Emit up to 1000 events at once",
+        summary: `Emit up to ${MAX_BATCH} events at once`,
         description: "All or nothing: one invalid event refuses the whole batch and nothing is written.",
         tags: TAGS,
         security: SECURITY,
         body: ref(BatchEmitRequest),
         response: { 202: ref(BatchEmitResponse) },
       },
-      config: { problems: ["forbidden", "unknown_event_type"] },
+      config: { problems: [...PROBLEMS] },
     },
     async (request, reply) => {
-      const inputs: EmitInput[] = request.body.events.map((e, i) => ({
-        event: e.event,
-        userId: actingUser(request, e.user_id, `events[${i}].user_id`),
-        data: e.data,
-        ...(e.priority === undefined ? {} : { priority: e.priority }),
-        ...(e.idempotency_key === undefined ? {} : { idempotencyKey: e.idempotency_key }),
-      }));
-      const results = await emitter.emitBatch(inputs);
+      const events: unknown = (request.body as Record<string, unknown>).events;
+      // Anything but a list goes to the emitter as it is, to be refused as a library caller's would.
+      const inputs = Array.isArray(events)
+        ? events.map((e, i) => toInput(request, e, `events[${i}].user_id`))
+        : events;
+      const results = await emitter.emitBatch(inputs as EmitInput[]);
       return reply.code(202).send({ results });
     },
   );
