@@ -11,8 +11,9 @@
  *   as if it did not exist, so ids leak nothing;
  * - naming another user in a `user_id` field or parameter with a user key is refused with 403: it is
  *   the client's own claim that is wrong, not a resource that might or might not exist;
- * - an admin key acts for any user: `user_id` names the user; without one it acts as its own user
- *   when creating or emitting, and for everyone when listing or addressing a webhook by id.
+ * - an admin key acts for any user: `user_id` names the user, and creating or emitting without one
+ *   is refused (422) rather than done for a user called "admin"; listing without one, or
+ *   addressing a webhook by id, acts for everyone.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { isLabel, labelReason } from "../emitter.js";
@@ -172,11 +173,19 @@ export function scope(request: FastifyRequest): string | undefined {
 
 /**
  * The user a request acts for: the `user_id` it names (checked by the emitter's rule for user
- * ids), which a user key may only set to its own user; the key's own user by default.
+ * ids), which a user key may only set to its own user and may leave out; an admin key has no
+ * user of its own to fall back on, so it must name one.
  */
 export function actingUser(request: FastifyRequest, requested: unknown, field = "user_id"): string {
   const auth = requireAuth(request);
-  if (requested === undefined) return auth.userId;
+  if (requested === undefined) {
+    if (auth.role !== "admin") return auth.userId;
+    throw new ProblemError(
+      "invalid_field",
+      `an admin key acts for no user of its own: name the user in ${field}`,
+      [{ field, reason: "is required with an admin key" }],
+    );
+  }
   if (!isLabel(requested)) {
     const reason = labelReason(field, requested);
     throw new ProblemError("invalid_field", reason, [{ field, reason }]);

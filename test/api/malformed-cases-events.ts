@@ -229,6 +229,16 @@ export const EVENT_CASES: Case[] = [
     detail: /did you mean `event`\?/,
   },
   {
+    name: "emit: admin key without user_id",
+    auth: "admin",
+    method: "POST",
+    url: EV,
+    body: validEvent,
+    status: 422,
+    type: "invalid_field",
+    field: "user_id",
+  },
+  {
     name: "emit: a lone surrogate escape in a data key",
     method: "POST",
     url: EV,
@@ -238,6 +248,16 @@ export const EVENT_CASES: Case[] = [
     field: "data.a\ud83d",
   },
   // POST /events/batch
+  {
+    name: "batch: admin key, one event without user_id",
+    auth: "admin",
+    method: "POST",
+    url: `${EV}/batch`,
+    body: { events: [0, 1, 2, 3, 4].map((i) => (i === 3 ? validEvent : emit({ user_id: "alice" }))) },
+    status: 422,
+    type: "invalid_field",
+    field: "events[3].user_id",
+  },
   {
     name: "batch: one event of an unknown type",
     method: "POST",

@@ -408,6 +408,17 @@ export const WEBHOOK_CASES: Case[] = [
       /"memory\.craeted" is not an event type; did you mean memory\.created\?; valid types: memory\.created, /,
   },
   {
+    name: "create: admin key without user_id",
+    auth: "admin",
+    method: "POST",
+    url: WH,
+    body: hook({}),
+    status: 422,
+    type: "invalid_field",
+    field: "user_id",
+    detail: /admin key acts for no user of its own: name the user in user_id/,
+  },
+  {
     name: "create: a misspelt field",
     method: "POST",
     url: WH,

@@ -111,8 +111,6 @@ describe("POST /api/v1/webhooks", () => {
   it("lets an admin create for a user, and refuses a user key naming someone else (403)", async () => {
     const hook = await create(api.keys.admin, hookBody(rx.port, { user_id: "bob" }));
     expect(hook.user_id).toBe("bob");
-    const own = await create(api.keys.admin, hookBody(rx.port, { url: `http://127.0.0.1:${rx.port}/admin` }));
-    expect(own.user_id).toBe("admin");
     const res = await api.call(api.keys.alice, {
       method: "POST",
       url: "/api/v1/webhooks",
