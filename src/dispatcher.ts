@@ -36,7 +36,14 @@ export function retrySchedule(hook: WebhookRecord, fallback: readonly number[]):
 export async function attemptDelivery(
   c: ClaimedDelivery,
   hook: WebhookRecord,
-  deps: { client: DeliveryClient; clock: Clock; schedule: readonly number[]; jitter?: number },
+  deps: {
+    client: DeliveryClient;
+    clock: Clock;
+    schedule: readonly number[];
+    jitter?: number;
+    /** Cancels the request: the worker gave the delivery back and will not record this attempt. */
+    signal?: AbortSignal;
+  },
 ): Promise<AttemptResult> {
   const { clock } = deps;
   const startedAt = clock.now();
@@ -76,7 +83,7 @@ export async function attemptDelivery(
     timestamp: Math.floor(startedAt / 1000),
     event: c.event,
   });
-  const result = await deps.client.post(hook.url, c.payload, headers);
+  const result = await deps.client.post(hook.url, c.payload, headers, deps.signal);
   const now = clock.now();
   const attempt = c.attempts + 1;
   const common = {

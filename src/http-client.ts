@@ -60,7 +60,13 @@ export interface DeliveryClientOptions {
 
 export interface DeliveryClient {
   /** POSTs `body`; never throws for a delivery failure, it returns a classified result. */
-  post(url: string, body: string, headers: Record<string, string>): Promise<DeliveryResult>;
+  /** `signal` cancels the request (a worker giving the delivery back at shutdown). */
+  post(
+    url: string,
+    body: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<DeliveryResult>;
   /** The cached resolver, as addresses: pass it to `validateWebhookUrl` so both share answers. */
   resolve(host: string): Promise<string[]>;
   close(): Promise<void>;
@@ -256,7 +262,12 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
   });
   let closing: Promise<void> | undefined;
 
-  async function post(url: string, body: string, headers: Record<string, string>): Promise<DeliveryResult> {
+  async function post(
+    url: string,
+    body: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<DeliveryResult> {
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
     const shape = checkUrlShape(url, environment);
@@ -266,6 +277,9 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
 
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DeliveryTimeoutError()), timeoutMs);
+    const cancel = () => controller.abort(signal?.reason);
+    if (signal?.aborted) cancel();
+    else signal?.addEventListener("abort", cancel, { once: true });
     const sink: BodySink = { chunks: [], bytes: 0, truncated: false };
     let status: number | undefined;
     let responseHeaders: Record<string, string> | undefined;
@@ -295,7 +309,7 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
       }
       return result;
     } catch (err) {
-      const { type, message } = classifyError(err, controller.signal.aborted, timeoutMs);
+      const { type, message } = classifyError(err, controller.signal.aborted && !signal?.aborted, timeoutMs);
       const result: DeliveryResult = {
         ok: false,
         body: decode(sink),
@@ -308,6 +322,7 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
       return result;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", cancel);
     }
   }
 

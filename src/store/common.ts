@@ -283,3 +283,21 @@ export function webhookPatchColumns(
   else if (patch.active === true) set.push(["disabled_reason", null]);
   return set;
 }
+
+/**
+ * Breaker transitions and disables that a batch may write: a webhook whose every outcome in the
+ * batch was refused (a stale claimer's, after another took over) must not have its breaker or
+ * its state changed by what that claimer saw.
+ */
+export function fencedChanges(
+  batch: import("./types.js").OutcomeBatch,
+  applied: readonly Outcome[],
+): Pick<import("./types.js").OutcomeBatch, "breakers" | "disabled"> {
+  const tried = new Set(batch.outcomes.map((o) => o.webhookId));
+  const landed = new Set(applied.map((o) => o.webhookId));
+  const allowed = (webhookId: string) => !tried.has(webhookId) || landed.has(webhookId);
+  return {
+    breakers: batch.breakers.filter((b) => allowed(b.webhookId)),
+    disabled: batch.disabled.filter((d) => allowed(d.webhookId)),
+  };
+}

@@ -18,6 +18,8 @@ export interface StoreOptions {
   /** PostgreSQL schema to use (each test gets its own). Defaults to the server's search_path. */
   pgSchema?: string;
   pgPoolSize?: number;
+  /** PostgreSQL: how long a statement may take before its connection counts as dead. */
+  pgQueryTimeoutMs?: number;
 }
 
 export function isPostgresUrl(value: string): boolean {
@@ -29,6 +31,7 @@ export function openStore(options: StoreOptions): Store {
     return openPostgresStore(options.databaseUrl, {
       ...(options.pgSchema === undefined ? {} : { pgSchema: options.pgSchema }),
       ...(options.pgPoolSize === undefined ? {} : { pgPoolSize: options.pgPoolSize }),
+      ...(options.pgQueryTimeoutMs === undefined ? {} : { queryTimeoutMs: options.pgQueryTimeoutMs }),
     });
   }
   return openSqliteStore(

@@ -6,7 +6,10 @@
 import type { ClaimedDelivery } from "../queue/queue.js";
 
 export class InFlight {
-  readonly #byId = new Map<string, { delivery: ClaimedDelivery; renewedAt: number }>();
+  readonly #byId = new Map<
+    string,
+    { delivery: ClaimedDelivery; renewedAt: number; abort: AbortController; answered: boolean }
+  >();
   readonly #byHook = new Map<string, number>();
 
   get size(): number {
@@ -17,9 +20,37 @@ export class InFlight {
     return this.#byHook.get(webhookId) ?? 0;
   }
 
-  add(delivery: ClaimedDelivery, now: number): void {
-    this.#byId.set(delivery.id, { delivery, renewedAt: now });
+  /** Returns the signal that cancels this attempt's request. */
+  add(delivery: ClaimedDelivery, now: number): AbortSignal {
+    const abort = new AbortController();
+    this.#byId.set(delivery.id, { delivery, renewedAt: now, abort, answered: false });
     this.#byHook.set(delivery.webhookId, this.count(delivery.webhookId) + 1);
+    return abort.signal;
+  }
+
+  has(deliveryId: string): boolean {
+    return this.#byId.has(deliveryId);
+  }
+
+  /** The attempt is over; its outcome waits to be written (the slot stays taken until then). */
+  answered(deliveryId: string): void {
+    const f = this.#byId.get(deliveryId);
+    if (f) f.answered = true;
+  }
+
+  /**
+   * Cancels every request still waiting for its answer and forgets those deliveries; returns
+   * them, to be given back. Answered ones stay: their outcomes are about to be written.
+   */
+  abortUnanswered(): ClaimedDelivery[] {
+    const left: ClaimedDelivery[] = [];
+    for (const f of [...this.#byId.values()]) {
+      if (f.answered) continue;
+      f.abort.abort(new Error("released at shutdown"));
+      this.remove(f.delivery.id, f.delivery.webhookId);
+      left.push(f.delivery);
+    }
+    return left;
   }
 
   /** False when it was not in flight (already removed). */

@@ -77,6 +77,7 @@ export class DeliveryWorker {
   #unsubscribe: (() => void) | undefined;
   #lastError: string | null = null;
   #lastBeat = Number.NEGATIVE_INFINITY;
+  #writeDeadline = Number.POSITIVE_INFINITY;
   /** Webhooks whose refused target was already logged at warn (once per process is enough). */
   readonly #refusedNoted = new Set<string>();
   #idle: Array<() => void> = [];
@@ -99,7 +100,8 @@ export class DeliveryWorker {
       owner: this.#o.owner,
       onWritten: (results) => this.#afterWrite(results),
       onError: (err) => this.#noteError("recording outcomes failed", err),
-      keepTrying: () => this.#running || this.#stopping !== undefined,
+      // At shutdown, until the drain budget (plus a little, within the CLI's forced exit) is spent.
+      keepTrying: () => this.#running || (this.#stopping !== undefined && Date.now() < this.#writeDeadline),
     });
   }
 
@@ -154,6 +156,7 @@ export class DeliveryWorker {
 
   async #shutdown(): Promise<void> {
     this.#running = false;
+    this.#writeDeadline = Date.now() + this.#o.drainTimeoutMs + 3000;
     this.#unsubscribe?.();
     this.#o.clock.clearTimeout(this.#sweepTimer);
     if (this.#wakeTimer) this.#o.clock.clearTimeout(this.#wakeTimer.handle);
@@ -165,7 +168,9 @@ export class DeliveryWorker {
       }),
     ]);
     if (!drained) {
-      const left = this.#inflight.deliveries();
+      // Cancel what is still waiting for an answer before giving it back, so nothing released is
+      // still being sent; what was answered is recorded below, before the pools close.
+      const left = this.#inflight.abortUnanswered();
       this.#o.logger.warn({ in_flight: left.length }, "drain timeout: releasing deliveries still in flight");
       await this.#o.queue.release(left, this.#o.clock.now()).catch(() => {});
     }
@@ -301,14 +306,20 @@ export class DeliveryWorker {
   }
 
   #start(c: ClaimedDelivery, hook: WebhookRecord, now: number): void {
-    this.#inflight.add(c, now);
+    const signal = this.#inflight.add(c, now);
     attemptDelivery(c, hook, {
       client: this.#o.client,
       clock: this.#o.clock,
       schedule: retrySchedule(hook, this.#o.retrySchedule),
       jitter: this.#o.retryJitter,
+      signal,
     }).then(
-      (r) => this.#finished(hook, r),
+      (r) => {
+        // Released at shutdown while it ran: it was given back, and its result is not ours to write.
+        if (signal.aborted) return;
+        this.#inflight.answered(c.id);
+        this.#finished(hook, r);
+      },
       (err: unknown) => {
         // Only a bug gets here (the client never throws): give the delivery back for later.
         this.#noteError("attempt crashed", err);

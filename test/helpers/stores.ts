@@ -192,14 +192,29 @@ export function outcome(
   };
 }
 
-/** `store.engine.recordOutcomes` as a one-off writer (no engine lock) owned by "worker-a". */
-export function record(
+/**
+ * `store.engine.recordOutcomes` as a one-off writer (no engine lock) owned by "worker-a". On
+ * PostgreSQL a row takes an outcome only from the claimer whose lease it bears, so the writer
+ * first leases the deliveries the way a claimer does (`claim: false` to test the fence itself).
+ */
+export async function record(
   store: Store,
   outcomes: Outcome[],
   batch: Partial<Omit<OutcomeBatch, "outcomes">> = {},
+  opts: { claim?: boolean } = {},
 ): Promise<Outcome[]> {
+  const leaseOwner = batch.leaseOwner ?? "worker-a";
+  if (store.dialect === "postgres" && opts.claim !== false && outcomes.length > 0) {
+    const far = "2999-01-01T00:00:00.000Z";
+    await store.queue.stampLeases(
+      outcomes.map((o) => o.deliveryId),
+      far,
+      far,
+      leaseOwner,
+    );
+  }
   return store.engine.recordOutcomes({
-    leaseOwner: "worker-a",
+    leaseOwner,
     requireEngineLock: false,
     breakers: [],
     disabled: [],

@@ -10,11 +10,17 @@ export interface TcpProxy {
   cut(): Promise<void>;
   /** Accept connections again, on the same port. */
   restore(): Promise<void>;
+  /**
+   * The open connections go silent: nothing is forwarded either way and nothing is closed (no
+   * RST), as after a host crash or a failover; new connections still work.
+   */
+  silence(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
   let server: Server | undefined;
   let port = 0;
 
@@ -33,6 +39,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
         client.on("error", drop).on("close", drop);
         upstream.on("error", drop).on("close", drop);
         client.pipe(upstream).pipe(client);
+        pairs.add([client, upstream]);
       });
       srv.once("error", reject);
       srv.listen(port, "127.0.0.1", () => {
@@ -58,6 +65,15 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     },
     cut,
     restore: listen,
+    silence() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+      pairs.clear();
+    },
     close: cut,
   };
 }

@@ -557,7 +557,10 @@ for (const backend of backends) {
         ]);
       });
 
-      it("applies an outcome only where the delivery's lease is this writer's or nobody's", async () => {
+      // SQLite rows carry no lease (the engine lock fences a stale writer there); a PostgreSQL row
+      // is written only by the claimer whose lease it bears, so a worker that stalled past its
+      // lease cannot overwrite what its successor recorded.
+      it("applies an outcome only where the delivery's lease is this writer's (or, in SQLite, nobody's)", async () => {
         const w = await addWebhook(store, "alice", "https://example.com/a");
         const leased = { id: newId("dlv"), webhookId: w.id, priority: 0 };
         await store.deliveries.insertUnqueued({
@@ -571,16 +574,19 @@ for (const backend of backends) {
         });
         const free = await deliver("alice");
 
-        expect(await record(store, [outcome(leased), outcome(free)], { leaseOwner: "worker-b" })).toEqual([
-          outcome(free),
-        ]);
+        const unleasedApplies = store.dialect === "sqlite";
+        expect(
+          await record(store, [outcome(leased), outcome(free)], { leaseOwner: "worker-b" }, { claim: false }),
+        ).toEqual(unleasedApplies ? [outcome(free)] : []);
         expect(await store.deliveries.get(leased.id)).toMatchObject({ status: "pending", attempts: 0 });
         expect(await store.deliveries.attempts(leased.id)).toEqual([]);
         expect(await lastLeaseOwner(leased.id)).toBe("worker-a");
-        expect(await store.deliveries.get(free.id)).toMatchObject({ status: "success", attempts: 1 });
+        expect(await store.deliveries.get(free.id)).toMatchObject(
+          unleasedApplies ? { status: "success", attempts: 1 } : { status: "pending", attempts: 0 },
+        );
 
         const failed = outcome(leased, { status: "failed", completedAt: NOW });
-        expect(await record(store, [failed], { leaseOwner: "worker-a" })).toEqual([failed]);
+        expect(await record(store, [failed], { leaseOwner: "worker-a" }, { claim: false })).toEqual([failed]);
         expect(await store.deliveries.get(leased.id)).toMatchObject({ status: "failed", attempts: 1 });
         expect(await lastLeaseOwner(leased.id)).toBeNull();
         expect((await store.webhooks.get(w.id))?.failureCount).toBe(1);

@@ -4,23 +4,33 @@
  * rows become visible (at commit), never before.
  */
 import type pg from "pg";
-import { subscribed, summarizeCounters, toWebhook, WEBHOOK_COLUMNS, type WebhookRow } from "../common.js";
+import {
+  fencedChanges,
+  subscribed,
+  summarizeCounters,
+  toWebhook,
+  WEBHOOK_COLUMNS,
+  type WebhookRow,
+} from "../common.js";
 import type { EmitRow, EmitWrite, EngineStatements, Outcome, OutcomeBatch } from "../types.js";
 
 export const WAKE_CHANNEL = "continuum_webhooks_wake";
 
 export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let failure: Error | undefined;
   try {
     await client.query("BEGIN");
     const out = await fn(client);
     await client.query("COMMIT");
     return out;
   } catch (err) {
+    failure = err instanceof Error ? err : new Error(String(err));
     await client.query("ROLLBACK").catch(() => {});
     throw err;
   } finally {
-    client.release();
+    // After a failure the connection may be the reason (silent, half-closed): discard it.
+    client.release(failure);
   }
 }
 
@@ -145,7 +155,7 @@ export function pgEngine(pool: pg.Pool): EngineStatements {
                          $8::timestamptz[], $9::text[])
                AS o(id, status, attempts, next_retry_at, response_code, response_body, duration_ms, completed_at,
                     error_message)
-             WHERE d.id = o.id AND (d.lease_owner IS NULL OR d.lease_owner = $10)
+             WHERE d.id = o.id AND d.lease_owner = $10
              RETURNING d.id`,
             [
               os.map((o) => o.deliveryId),
@@ -201,14 +211,15 @@ export function pgEngine(pool: pg.Pool): EngineStatements {
             ],
           );
         }
-        for (const b of batch.breakers) {
+        const { breakers, disabled } = fencedChanges(batch, applied);
+        for (const b of breakers) {
           await c.query("UPDATE webhooks SET breaker_state = $1, breaker_opened_at = $2 WHERE id = $3", [
             b.state,
             b.openedAt,
             b.webhookId,
           ]);
         }
-        for (const d of batch.disabled) {
+        for (const d of disabled) {
           await c.query(
             "UPDATE webhooks SET active = false, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active",
             [d.reason, d.at, d.webhookId],

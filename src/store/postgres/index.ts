@@ -16,6 +16,9 @@ import { pgWorkers } from "./workers.js";
 
 const requireCjs = createRequire(import.meta.url);
 
+/** No statement of ours runs this long; one that does is on a connection that went silent. */
+export const QUERY_TIMEOUT_MS = 15_000;
+
 const TIMESTAMPTZ = 1184;
 const TIMESTAMP = 1114;
 const INT8 = 20;
@@ -48,7 +51,7 @@ function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
 
 export function openPostgresStore(
   url: string,
-  options: { pgSchema?: string; pgPoolSize?: number },
+  options: { pgSchema?: string; pgPoolSize?: number; queryTimeoutMs?: number },
 ): PostgresStore {
   const pg = loadPg();
   const pool = new pg.Pool({
@@ -57,6 +60,13 @@ export function openPostgresStore(
     types: pgTypes(pg.types),
     options: pgStartupOptions(url, options.pgSchema),
     connectionTimeoutMillis: 5000,
+    // A connection that goes silent (no RST: a host crash, a failover, a dropped route) would
+    // hold its query — and the worker waiting on it — until TCP gives up, many minutes later.
+    // The query fails after QUERY_TIMEOUT_MS instead and its connection is discarded; keepalive
+    // probes find dead idle connections.
+    query_timeout: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   // A client that loses its server emits 'error' (on the pool when idle, on the client itself
   // otherwise); unhandled, either would crash the process. The query in flight fails on its own

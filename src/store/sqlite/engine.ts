@@ -3,7 +3,14 @@
  * synchronous transactions (nothing can interleave), many rows per commit.
  */
 import type SQLite from "better-sqlite3";
-import { subscribed, summarizeCounters, toWebhook, WEBHOOK_COLUMNS, type WebhookRow } from "../common.js";
+import {
+  fencedChanges,
+  subscribed,
+  summarizeCounters,
+  toWebhook,
+  WEBHOOK_COLUMNS,
+  type WebhookRow,
+} from "../common.js";
 import type { EmitRow, EmitWrite, EngineStatements, Outcome, OutcomeBatch } from "../types.js";
 
 export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
@@ -129,8 +136,9 @@ export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
         st.webhookFailure.run(c.failures, c.lastAt, c.lastFailureAt, webhookId);
       else st.webhookMixed.run(c.failures, c.lastAt, c.lastSuccessAt, c.lastFailureAt, webhookId);
     }
-    for (const b of batch.breakers) st.breaker.run(b.state, b.openedAt, b.webhookId);
-    for (const d of batch.disabled) st.disable.run(d.reason, d.at, d.webhookId);
+    const { breakers, disabled } = fencedChanges(batch, applied);
+    for (const b of breakers) st.breaker.run(b.state, b.openedAt, b.webhookId);
+    for (const d of disabled) st.disable.run(d.reason, d.at, d.webhookId);
     return applied;
   });
 
