@@ -3,13 +3,15 @@
  * skipped naming what to install, or fails under REQUIRE_TOOLCHAINS=1. It reads its environment
  * once, at import, so each case imports it afresh in a child process with the environment under
  * test. That child's PATH holds a stand-in `go` and nothing else, so "present" holds on a machine
- * without Go and "absent" holds for Ruby on a machine that has it.
+ * without Go and "absent" holds for Ruby on a machine that has it. The helper is transpiled once, so
+ * each child is plain Node: tsx in every child costs seconds on a loaded machine.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import ts from "typescript";
 import { afterAll, describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -21,6 +23,13 @@ const bin = join(scratch, "bin");
 mkdirSync(bin);
 writeFileSync(join(bin, "go"), "#!/bin/sh\nexit 0\n");
 chmodSync(join(bin, "go"), 0o755);
+const helperJs = join(scratch, "toolchains.mjs");
+writeFileSync(
+  helperJs,
+  ts.transpileModule(readFileSync(HELPER, "utf8"), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText,
+);
 
 type Outcome = { value: unknown } | { error: string } | { skipped: string };
 interface Verdict {
@@ -38,7 +47,7 @@ function inChild(
   names: string[],
 ): { verdicts: Record<string, Verdict>; all: string[]; stderr: string } {
   const code = `
-    const t = await import(${JSON.stringify(pathToFileURL(HELPER).href)});
+    const t = await import(${JSON.stringify(pathToFileURL(helperJs).href)});
     const outcome = (fn) => {
       try { return { value: fn() ?? null }; } catch (e) { return { error: e.message }; }
     };
@@ -59,7 +68,7 @@ function inChild(
     }
     console.log(JSON.stringify({ verdicts, all: t.TOOLCHAIN_NAMES }));
   `;
-  const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], {
     cwd: ROOT,
     env: { PATH: bin, ...env },
     encoding: "utf8",
@@ -69,7 +78,8 @@ function inChild(
   return { ...JSON.parse(r.stdout.trim().split("\n").at(-1)!), stderr: r.stderr };
 }
 
-describe("toolchain registry", () => {
+// Child processes: slow when the machine is busy, whatever the code does.
+describe("toolchain registry", { timeout: 120_000 }, () => {
   it("finds a toolchain that is there: the test runs", () => {
     const { verdicts } = inChild({}, ["go"]);
     expect(verdicts.go).toEqual({ has: { value: true }, missing: { value: null }, need: { value: null } });
@@ -130,7 +140,7 @@ describe("toolchain registry", () => {
   });
 });
 
-describe("in a real vitest run", () => {
+describe("in a real vitest run", { timeout: 120_000 }, () => {
   const dir = join(scratch, "suite");
   mkdirSync(dir);
   writeFileSync(join(dir, "vitest.config.mjs"), "export default {};\n");
