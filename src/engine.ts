@@ -125,6 +125,7 @@ export function createEngine(options: EngineOptions): Engine {
     clock,
     environment: config.environment,
     allowTargets: config.allowTargets,
+    breakerCooldownMs: config.breakerCooldownMs,
     onChange: (id) => worker?.invalidate(id),
   });
 

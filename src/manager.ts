@@ -17,7 +17,7 @@ import {
   ManagerError,
   type ManagerErrorCode,
 } from "./manager-input.js";
-import { DELIVERY_STATUSES } from "./models.js";
+import { DELIVERY_STATUSES, type WebhookRecord } from "./models.js";
 import type { DeliveryQueue } from "./queue/queue.js";
 import { canonicalJson, generateSecret } from "./signer.js";
 import {
@@ -70,6 +70,8 @@ export interface ManagerDeps {
   clock: Clock;
   environment: Environment;
   allowTargets: readonly string[];
+  /** How long an open breaker waits before its probe (WEBHOOK_BREAKER_COOLDOWN). */
+  breakerCooldownMs?: number;
   /** Told whenever a webhook changes, so cached copies (the worker's) are dropped. */
   onChange?: (webhookId: string) => void;
 }
@@ -90,6 +92,12 @@ export class WebhookManager {
 
   #now(): number {
     return this.deps.clock.now();
+  }
+
+  /** When an open breaker lets its probe through: nothing of the webhook is sent before. */
+  #probeAt(w: WebhookRecord): string | null {
+    if (w.breakerState === "closed" || w.breakerOpenedAt === null) return null;
+    return new Date(Date.parse(w.breakerOpenedAt) + (this.deps.breakerCooldownMs ?? 0)).toISOString();
   }
 
   #changed(id: string): void {
@@ -272,7 +280,7 @@ export class WebhookManager {
     webhookId: string,
     opts: DeliveryFilter & { limit?: number; cursor?: string },
   ): Promise<Page<DeliveryView>> {
-    await this.#find(userId, webhookId);
+    const w = await this.#find(userId, webhookId);
     if (opts.status !== undefined && !STATUSES.includes(opts.status)) {
       throw new ManagerError("invalid_field", `status must be one of ${STATUSES.join(", ")}`, "status");
     }
@@ -284,7 +292,8 @@ export class WebhookManager {
       { limit: limit + 1, before },
     );
     const p = page(rows, limit);
-    return { data: p.data.map(deliveryView), next_cursor: p.next_cursor };
+    const notBefore = this.#probeAt(w);
+    return { data: p.data.map((d) => deliveryView(d, notBefore)), next_cursor: p.next_cursor };
   }
 
   async delivery(
@@ -292,11 +301,15 @@ export class WebhookManager {
     webhookId: string,
     deliveryId: string,
   ): Promise<DeliveryView & { payload: unknown; attempt_history: AttemptView[] }> {
-    await this.#find(userId, webhookId);
+    const w = await this.#find(userId, webhookId);
     const d = isId(deliveryId, "dlv") ? await this.deps.store.deliveries.get(deliveryId, webhookId) : null;
     if (!d) throw new ManagerError("not_found", `no delivery ${deliveryId}`, "delivery_id");
     const attempts = await this.deps.store.deliveries.attempts(d.id);
-    return { ...deliveryView(d), payload: JSON.parse(d.payload), attempt_history: attempts.map(attemptView) };
+    return {
+      ...deliveryView(d, this.#probeAt(w)),
+      payload: JSON.parse(d.payload),
+      attempt_history: attempts.map(attemptView),
+    };
   }
 
   /** Queue a finished delivery again, now. Refused while it is still pending. */

@@ -69,7 +69,12 @@ export interface DeliveryView {
   completed_at: string | null;
 }
 
-export function deliveryView(d: DeliveryRecord): DeliveryView {
+/**
+ * `notBefore`: the earliest time anything of this webhook can be sent (an open breaker's probe),
+ * so a retry that waits behind the breaker shows when it will really be tried.
+ */
+export function deliveryView(d: DeliveryRecord, notBefore: string | null = null): DeliveryView {
+  const scheduled = d.status === "pending" || d.status === "failed" ? d.nextRetryAt : null;
   return {
     id: d.id,
     webhook_id: d.webhookId,
@@ -78,7 +83,7 @@ export function deliveryView(d: DeliveryRecord): DeliveryView {
     status: d.status,
     attempts: d.attempts,
     // While a worker holds the delivery, next_retry_at is its lease; show only real schedules.
-    next_retry_at: d.status === "pending" || d.status === "failed" ? d.nextRetryAt : null,
+    next_retry_at: scheduled !== null && notBefore !== null && notBefore > scheduled ? notBefore : scheduled,
     response_code: d.responseCode,
     response_body: d.responseBody,
     duration_ms: d.durationMs,

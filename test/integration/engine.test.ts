@@ -185,9 +185,14 @@ describe("delivery engine (embedded)", () => {
     await rx.waitForRequests(5);
     await t.engine.worker!.idle();
     expect(t.engine.worker!.breakerStates()).toEqual([{ webhookId: webhook.id, state: "open" }]);
-    expect((await t.engine.manager.get("alice", webhook.id)).circuit_breaker.state).toBe("open");
-    // Retries fall due during the cooldown: they wait, spending no attempt.
+    const opened = await t.engine.manager.get("alice", webhook.id);
+    expect(opened.circuit_breaker.state).toBe("open");
+    // Retries fall due during the cooldown: they wait, spending no attempt, and say so: each
+    // shows the probe time (opened + 5 min), not a time already past.
     await clock.advance(299_000);
+    const probe = new Date(Date.parse(opened.circuit_breaker.opened_at!) + 300_000).toISOString();
+    const waiting = (await t.engine.manager.deliveries("alice", webhook.id, {})).data;
+    expect(waiting.map((d) => [d.status, d.next_retry_at])).toEqual(Array(5).fill(["failed", probe]));
     await t.engine.worker!.idle();
     expect(rx.requests).toHaveLength(5);
     rx.setReply({ status: 200 });
