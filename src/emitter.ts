@@ -17,6 +17,7 @@ import { PRIORITY_NAMES, PRIORITY_RANK, type Priority } from "./models.js";
 import type { DeliveryQueue } from "./queue/queue.js";
 import { CanonicalJsonError, canonicalJson } from "./signer.js";
 import type { EmitRow, EngineStatements } from "./store/types.js";
+import { isStorableText, UNSTORABLE_TEXT, unstorablePath } from "./text.js";
 
 export interface EmitOptions {
   userId: string;
@@ -79,7 +80,7 @@ const LABEL_RULE = "1 to 255 characters, without control characters";
 
 /** The rule for user ids and idempotency keys, for the API to check the ones it is sent the same way. */
 export function isLabel(value: unknown): value is string {
-  return typeof value === "string" && LABEL.test(value);
+  return typeof value === "string" && LABEL.test(value) && isStorableText(value);
 }
 
 export function labelReason(field: string, value: unknown): string {
@@ -239,6 +240,10 @@ function prepare(input: EmitInput, createdAt: string, index: number | undefined)
     );
   }
   if (!isPlainObject(data)) throw new EmitError("invalid_data", "data", "data must be a JSON object", index);
+  const unstorable = unstorablePath(data, "data");
+  if (unstorable !== null) {
+    throw new EmitError("invalid_data", unstorable, `${unstorable} ${UNSTORABLE_TEXT}`, index);
+  }
   // Own keys only: "toString" is `in` every object.
   if (priority !== undefined && (typeof priority !== "string" || !Object.hasOwn(PRIORITY_RANK, priority))) {
     throw new EmitError("invalid_priority", "priority", "priority must be high, normal or low", index);

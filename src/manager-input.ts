@@ -6,6 +6,7 @@ import { parseDuration } from "./duration.js";
 import { isSubscription, unknownEventTypeReason } from "./events.js";
 import { isId } from "./ids.js";
 import type { WebhookInput } from "./manager.js";
+import { isStorableText, UNSTORABLE_TEXT, unstorablePath } from "./text.js";
 
 /**
  * Each code is also the problem type the API answers with, so a refusal reads the same over HTTP
@@ -114,6 +115,7 @@ function optionalText(v: unknown, field: string, max: number): string | null | u
       field,
     );
   }
+  if (!isStorableText(v)) throw new ManagerError("invalid_field", `${field} ${UNSTORABLE_TEXT}`, field);
   return v;
 }
 
@@ -201,6 +203,9 @@ function checkMetadata(m: unknown): Record<string, unknown> | null {
       "metadata",
     );
   }
+  const unstorable = unstorablePath(m, "metadata");
+  if (unstorable !== null)
+    throw new ManagerError("invalid_field", `${unstorable} ${UNSTORABLE_TEXT}`, unstorable);
   return m as Record<string, unknown>;
 }
 
