@@ -1,9 +1,9 @@
 /**
- * The documents a reader follows — README.md, docs/INTEGRATION.md, SECURITY.md, docs/runbooks/*.md
- * (scripts/docs-check/sources.ts) — against the code: the docs checker runs or checks every fenced
- * block and every flag, environment variable, route and metric they name (the rules are in
- * scripts/docs-check/check.ts), and must find nothing. `npm run docs:check` gives the same verdict
- * outside the suite; the checker's own tests are docs-checker.test.ts.
+ * The documents a reader follows — README.md, docs/*.md but EVENTS.md, SECURITY.md,
+ * docs/runbooks/*.md (scripts/docs-check/sources.ts) — against the code: the docs checker runs or
+ * checks every fenced block and every flag, environment variable, route and metric they name (the
+ * rules are in scripts/docs-check/check.ts), and must find nothing. `npm run docs:check` gives the
+ * same verdict outside the suite; the checker's own tests are docs-checker.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkDocs, type Report } from "../../scripts/docs-check/check.js";
