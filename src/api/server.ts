@@ -108,21 +108,22 @@ export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute
 
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
 
-export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+/**
+ * What every server of ours shares: problem+json for every error (framework ones included),
+ * the named schemas and their validator, trailing slashes, and a route table for 404 and 405.
+ */
+function baseServer(logger: Logger, extra: { bodyLimit?: number; return503OnClosing?: boolean } = {}) {
   const app = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: BODY_LIMIT,
     routerOptions: ROUTER_OPTIONS,
-    // Fastify's own 503-while-closing answer is not problem+json; the onRequest hook below is.
-    return503OnClosing: false,
     clientErrorHandler,
     // Router-level failures (a malformed percent-encoding in the path) become problems too.
     frameworkErrors: (error, _request, reply) => {
       sendProblem(reply, toProblem(error));
     },
+    ...extra,
   }).withTypeProvider<TypeBoxTypeProvider>();
-
   for (const s of namedSchemas()) app.addSchema(s);
   app.setValidatorCompiler(validatorCompiler(namedSchemas()));
   app.setErrorHandler(errorHandler);
@@ -132,6 +133,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   );
   routeTables.set(app, routes);
   app.setNotFoundHandler(routes.notFoundHandler);
+  return app;
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  // Fastify's own 503-while-closing answer is not problem+json; the onRequest hook below is.
+  const app = baseServer(deps.logger, { bodyLimit: BODY_LIMIT, return503OnClosing: false });
 
   // Only JSON bodies: a text/plain POST is refused with 415 rather than validated as a string.
   app.removeContentTypeParser("text/plain");
@@ -229,21 +236,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 export async function buildOpsServer(
   deps: Pick<ServerDeps, "store" | "logger" | "engine">,
 ): Promise<FastifyInstance> {
-  const app = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    routerOptions: ROUTER_OPTIONS,
-    clientErrorHandler,
-    frameworkErrors: (error, _request, reply) => {
-      sendProblem(reply, toProblem(error));
-    },
-  });
-  for (const s of namedSchemas()) app.addSchema(s);
-  app.setValidatorCompiler(validatorCompiler(namedSchemas()));
-  app.setErrorHandler(errorHandler);
-  const routes = new RouteTable();
-  app.addHook("onRoute", (r) => routes.add(r.url, r.method, false));
-  app.setNotFoundHandler(routes.notFoundHandler);
+  const app = baseServer(deps.logger);
   await app.register(opsRoutes, deps);
   return app;
 }
