@@ -10,9 +10,13 @@ import { type Known, longFlags } from "./known.js";
 const EXTERNAL_ENV = new Set([
   "NODE_ENV",
   "PATH",
+  // Read by the test suite (test/helpers/services.ts, toolchains.ts, test/global-setup.ts).
   "TEST_DATABASE_URL",
   "TEST_REDIS_URL",
   "REQUIRE_SERVICES",
+  "REQUIRE_TOOLCHAINS",
+  "TEST_HIDE_TOOLCHAINS",
+  "TEST_SKIP_BUILD",
   // Read by the example receivers and producers, not by the service.
   "CONTINUUM_WEBHOOK_SECRET",
   "CONTINUUM_API_KEY",
@@ -81,8 +85,9 @@ export function checkNames(known: Known, doc: Doc, line: number, text: string): 
   const add = (token: string, reason: string) => problems.push({ doc: doc.name, line, token, reason });
   for (const m of text.matchAll(/\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b/g)) {
     const name = m[0];
-    if (isEnvCandidate(known, name) && !known.envVars.has(name) && !EXTERNAL_ENV.has(name)) {
-      add(name, "not an environment variable of the service (ENV_VARS in src/config.ts)");
+    const exists = known.envVars.has(name) || known.testEnvVars.has(name) || EXTERNAL_ENV.has(name);
+    if (isEnvCandidate(known, name) && !exists) {
+      add(name, "not an environment variable of the service (ENV_VARS in src/config.ts) nor of the tests");
     }
   }
   for (const { path, method } of routesIn(doc, text)) {
