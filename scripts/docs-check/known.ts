@@ -2,10 +2,10 @@
  * What exists, read from the code itself rather than from a list that could drift: the CLI's
  * commands and flags (the real commander program), the server's routes (a real server's route
  * table), environment variables (ENV_VARS), metrics and labels (a scrape of createMetrics), table
- * and column names (a migrated SQLite store), npm scripts. This is the one file that imports the
- * service's code.
+ * and column names (a migrated SQLite store), npm scripts, and the variables the test harness reads.
+ * This is the one file that imports the service's code.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { buildServer, registeredRoutes } from "../../src/api/server.js";
@@ -15,7 +15,7 @@ import { createLogger } from "../../src/logger.js";
 import { createMetrics } from "../../src/metrics.js";
 import { buildProgram } from "../../src/program.js";
 import { startTestEngine } from "../../test/helpers/engine.js";
-import { PACKAGE_JSON, ROOT } from "./sources.js";
+import { PACKAGE_JSON, ROOT, TEST_CODE } from "./sources.js";
 
 export interface Route {
   method: string;
@@ -28,6 +28,8 @@ export interface Known {
   flags: Set<string>;
   routes: Route[];
   envVars: Set<string>;
+  /** Variables the tests read (`process.env.X` in test/): not the service's, but real. */
+  testEnvVars: Set<string>;
   envPrefixes: Set<string>;
   envSuffixes: Set<string>;
   metrics: Set<string>;
@@ -46,6 +48,27 @@ export function longFlags(cmd: Command): Set<string> {
   if (cmd.parent === null) out.add("--version");
   for (const o of cmd.options) if (o.long) out.add(o.long);
   return out;
+}
+
+function testEnvVars(): Set<string> {
+  const names = new Set<string>();
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
+      const path = `${dir}/${entry.name}`;
+      // Not the checker's own scratch files: code blocks of the docs, coming and going mid-walk.
+      if (entry.isDirectory() && entry.name !== ".tmp-docs") walk(path);
+      else if (entry.isFile() && entry.name.endsWith(".ts")) {
+        const text = readFileSync(join(ROOT, path), "utf8");
+        for (const m of text.matchAll(
+          /process\.env(?:\.([A-Z_][A-Z0-9_]*)|\[["']([A-Z_][A-Z0-9_]*)["']\])/g,
+        )) {
+          names.add((m[1] ?? m[2])!);
+        }
+      }
+    }
+  };
+  walk(TEST_CODE);
+  return names;
 }
 
 function routePattern(url: string): RegExp {
@@ -102,6 +125,7 @@ export async function loadKnown(): Promise<{ known: Known; close(): Promise<void
     flags,
     routes,
     envVars: new Set<string>(ENV_VARS),
+    testEnvVars: testEnvVars(),
     envPrefixes: new Set(["CONTINUUM", "TEST", ...multiword.map((v) => v.split("_")[0]!)]),
     envSuffixes: new Set(multiword.map((v) => v.split("_").at(-1)!)),
     metrics: names,

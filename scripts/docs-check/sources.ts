@@ -37,6 +37,9 @@ export const ENTRY_POINTS = {
 /** The vectors a python `verify_delivery` in the docs must pass. */
 export const TEST_VECTORS = "docs/test-vectors.json";
 
+/** The test harness: the variables its code reads (`TEST_HIDE_TOOLCHAINS`) are ones the docs may name. */
+export const TEST_CODE = "test";
+
 /** Where `npm run <script>` in the docs must find the script. */
 export const PACKAGE_JSON = "package.json";
 

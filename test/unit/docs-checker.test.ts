@@ -62,6 +62,7 @@ const BAD_DOC = [
   "```js", // 43
   "const x: number = 1;", // 44
   "```", // 45
+  "Tests read `TEST_HIDE_TOOLCHAINS` and `TEST_DATABASE_URL`, not `TEST_HIDE_EVERYTHING`.", // 46
 ].join("\n");
 
 /** What BAD_DOC must yield: a problem at each line naming each token, and no other problem. */
@@ -87,6 +88,7 @@ const EXPECTED: Array<[number, string]> = [
   [37, "DELETE /api/v1/events"],
   [40, "--nope"],
   [44, "TS8010"],
+  [46, "TEST_HIDE_EVERYTHING"],
 ];
 /** The lines whose problems only running the python blocks can find. */
 const PYTHON_LINES = new Set([13, 23]);
@@ -249,7 +251,7 @@ describe("npm run docs:check (scripts/docs-check/cli.ts)", () => {
       cli([pythonFile], { REQUIRE_TOOLCHAINS: "1" }),
     ]);
     expect(bad.stdout.trimEnd().split("\n")).toEqual([
-      `${badFile}:1: WEBHOOK_TIMEOUT_MS — not an environment variable of the service (ENV_VARS in src/config.ts)`,
+      `${badFile}:1: WEBHOOK_TIMEOUT_MS — not an environment variable of the service (ENV_VARS in src/config.ts) nor of the tests`,
       expect.stringMatching(
         new RegExp(`^${badFile}:7: \`\`\`yaml — a fenced block needs a checked language`),
       ),
