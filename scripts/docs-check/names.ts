@@ -6,17 +6,13 @@
 import type { Doc, Problem } from "./document.js";
 import { type Known, longFlags } from "./known.js";
 
-/** Variables the docs may name that are not the service's own configuration. */
+/**
+ * Variables the docs may name that are neither the service's configuration nor read by the tests
+ * (those, TEST_DATABASE_URL or TEST_HIDE_TOOLCHAINS, come from the test code: known.testEnvVars).
+ */
 const EXTERNAL_ENV = new Set([
   "NODE_ENV",
   "PATH",
-  // Read by the test suite (test/helpers/services.ts, toolchains.ts, test/global-setup.ts).
-  "TEST_DATABASE_URL",
-  "TEST_REDIS_URL",
-  "REQUIRE_SERVICES",
-  "REQUIRE_TOOLCHAINS",
-  "TEST_HIDE_TOOLCHAINS",
-  "TEST_SKIP_BUILD",
   // Read by the example receivers and producers, not by the service.
   "CONTINUUM_WEBHOOK_SECRET",
   "CONTINUUM_API_KEY",
