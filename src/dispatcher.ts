@@ -83,7 +83,11 @@ export async function attemptDelivery(
     timestamp: Math.floor(startedAt / 1000),
     event: c.event,
   });
-  const result = await deps.client.post(hook.url, c.payload, headers, deps.signal);
+  // A pool per webhook: webhooks on one host:port never queue for each other's sockets.
+  const result = await deps.client.post(hook.url, c.payload, headers, {
+    ...(deps.signal ? { signal: deps.signal } : {}),
+    pool: hook.id,
+  });
   const now = clock.now();
   const attempt = c.attempts + 1;
   const common = {

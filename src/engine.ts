@@ -94,7 +94,8 @@ export function createEngine(options: EngineOptions): Engine {
       timeoutMs: config.timeoutMs,
       allowTargets: config.allowTargets,
       environment: config.environment,
-      connectionsPerOrigin: config.endpointConcurrency + 6,
+      // One pool per webhook, sized for its in-flight limit.
+      connectionsPerOrigin: config.endpointConcurrency,
     });
   const worker = options.workers
     ? new DeliveryWorker({

@@ -46,8 +46,14 @@ export interface DeliveryClientOptions {
   /** "production" refuses plain http. Default "development". */
   environment?: Environment;
   maxResponseBytes?: number;
-  /** Sockets per origin; default 16 (10 in flight per endpoint, CONTRACT §4, plus headroom). */
+  /**
+   * Sockets per pool; default 16. A request given a `pool` key (the webhook's id) uses a pool of
+   * its own, so webhooks that share a host:port (many customers on one hosted service) never
+   * wait for each other's sockets; without a key, one pool per origin.
+   */
   connectionsPerOrigin?: number;
+  /** Pools kept at most; the least recently used idle one is closed past that. Default 10,000. */
+  maxPools?: number;
   /** DNS resolution (A + AAAA). Default: node:dns `resolve4`/`resolve6` with TTLs. */
   resolve?: DnsResolve;
   /** Upper bound on how long an answer is cached, whatever its TTL. Default 5 min. */
@@ -59,13 +65,16 @@ export interface DeliveryClientOptions {
 }
 
 export interface DeliveryClient {
-  /** POSTs `body`; never throws for a delivery failure, it returns a classified result. */
-  /** `signal` cancels the request (a worker giving the delivery back at shutdown). */
+  /**
+   * POSTs `body`; never throws for a delivery failure, it returns a classified result. `signal`
+   * cancels the request (a worker giving the delivery back at shutdown); `pool` names the
+   * connection pool to use (the webhook's id).
+   */
   post(
     url: string,
     body: string,
     headers: Record<string, string>,
-    signal?: AbortSignal,
+    opts?: { signal?: AbortSignal; pool?: string },
   ): Promise<DeliveryResult>;
   /** The cached resolver, as addresses: pass it to `validateWebhookUrl` so both share answers. */
   resolve(host: string): Promise<string[]>;
@@ -251,23 +260,47 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
     // A bare `ca` would replace the default roots rather than extend them.
     ...(options.ca !== undefined ? { ca: [...rootCertificates, ...[options.ca].flat()] } : {}),
   });
-  const agent = new Agent({
-    connect: guardedConnector(base, dns, allowTargets),
-    connections: options.connectionsPerOrigin ?? 16,
-    pipelining: 1,
-    // Our own timer bounds the whole request; these only make undici give up no later than it.
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    keepAliveMaxTimeout: 60_000,
-  });
+  const connect = guardedConnector(base, dns, allowTargets);
+  const newAgent = () =>
+    new Agent({
+      connect,
+      connections: options.connectionsPerOrigin ?? 16,
+      pipelining: 1,
+      // Our own timer bounds the whole request; these only make undici give up no later than it.
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      keepAliveMaxTimeout: 60_000,
+    });
+  const agent = newAgent();
+  /** Keyed pools, least recently used first (a Map keeps insertion order). */
+  const pools = new Map<string, Agent>();
+  const maxPools = options.maxPools ?? 10_000;
+  const poolFor = (key: string | undefined): Agent => {
+    if (key === undefined) return agent;
+    let a = pools.get(key);
+    if (a) {
+      pools.delete(key);
+    } else {
+      a = newAgent();
+      if (pools.size >= maxPools) {
+        const [oldKey, old] = pools.entries().next().value as [string, Agent];
+        pools.delete(oldKey);
+        // Requests still running on it finish; only then does it close.
+        void old.close().catch(() => {});
+      }
+    }
+    pools.set(key, a);
+    return a;
+  };
   let closing: Promise<void> | undefined;
 
   async function post(
     url: string,
     body: string,
     headers: Record<string, string>,
-    signal?: AbortSignal,
+    opts: { signal?: AbortSignal; pool?: string } = {},
   ): Promise<DeliveryResult> {
+    const signal = opts.signal;
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
     const shape = checkUrlShape(url, environment);
@@ -284,7 +317,7 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
     let status: number | undefined;
     let responseHeaders: Record<string, string> | undefined;
     try {
-      const res = await agent.request({
+      const res = await poolFor(opts.pool).request({
         origin: target.origin,
         path: `${target.pathname}${target.search}`,
         method: "POST",
@@ -330,7 +363,7 @@ export function createDeliveryClient(options: DeliveryClientOptions): DeliveryCl
     post,
     resolve: async (host) => [...(await dns.lookup(host))],
     close() {
-      closing ??= agent.close();
+      closing ??= Promise.all([agent.close(), ...[...pools.values()].map((a) => a.close())]).then(() => {});
       return closing;
     },
   };

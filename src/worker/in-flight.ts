@@ -8,23 +8,49 @@ import type { ClaimedDelivery } from "../queue/queue.js";
 export class InFlight {
   readonly #byId = new Map<
     string,
-    { delivery: ClaimedDelivery; renewedAt: number; abort: AbortController; answered: boolean }
+    {
+      delivery: ClaimedDelivery;
+      startedAt: number;
+      renewedAt: number;
+      abort: AbortController;
+      answered: boolean;
+    }
   >();
-  readonly #byHook = new Map<string, number>();
+  readonly #byHook = new Map<string, Set<string>>();
 
   get size(): number {
     return this.#byId.size;
   }
 
   count(webhookId: string): number {
-    return this.#byHook.get(webhookId) ?? 0;
+    return this.#byHook.get(webhookId)?.size ?? 0;
+  }
+
+  /** Webhooks with something in flight. */
+  webhooks(): IterableIterator<string> {
+    return this.#byHook.keys();
+  }
+
+  /** When the longest-running request of the webhook still waiting for its answer started. */
+  oldestStart(webhookId: string): number | null {
+    let oldest: number | null = null;
+    for (const id of this.#byHook.get(webhookId) ?? []) {
+      const f = this.#byId.get(id);
+      if (f && !f.answered && (oldest === null || f.startedAt < oldest)) oldest = f.startedAt;
+    }
+    return oldest;
   }
 
   /** Returns the signal that cancels this attempt's request. */
   add(delivery: ClaimedDelivery, now: number): AbortSignal {
     const abort = new AbortController();
-    this.#byId.set(delivery.id, { delivery, renewedAt: now, abort, answered: false });
-    this.#byHook.set(delivery.webhookId, this.count(delivery.webhookId) + 1);
+    this.#byId.set(delivery.id, { delivery, startedAt: now, renewedAt: now, abort, answered: false });
+    let ids = this.#byHook.get(delivery.webhookId);
+    if (!ids) {
+      ids = new Set();
+      this.#byHook.set(delivery.webhookId, ids);
+    }
+    ids.add(delivery.id);
     return abort.signal;
   }
 
@@ -56,9 +82,9 @@ export class InFlight {
   /** False when it was not in flight (already removed). */
   remove(deliveryId: string, webhookId: string): boolean {
     if (!this.#byId.delete(deliveryId)) return false;
-    const n = this.count(webhookId) - 1;
-    if (n <= 0) this.#byHook.delete(webhookId);
-    else this.#byHook.set(webhookId, n);
+    const ids = this.#byHook.get(webhookId);
+    ids?.delete(deliveryId);
+    if (ids?.size === 0) this.#byHook.delete(webhookId);
     return true;
   }
 

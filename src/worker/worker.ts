@@ -16,6 +16,7 @@ import type { EngineStatements, WorkerStatements } from "../store/types.js";
 import { BreakerMemory } from "./breakers.js";
 import { InFlight } from "./in-flight.js";
 import { OutcomeWriter } from "./outcome-writer.js";
+import { SlowLane } from "./slow-lane.js";
 import { WebhookCache } from "./webhook-cache.js";
 
 export interface WorkerOptions {
@@ -27,6 +28,7 @@ export interface WorkerOptions {
   clock: Clock;
   /** Identifies this process's leases. */
   owner: string;
+  /** Delivery lanes (WEBHOOK_WORKERS): each carries up to LANE_REQUESTS requests at once. */
   workers: number;
   endpointConcurrency: number;
   retrySchedule: readonly number[];
@@ -43,6 +45,14 @@ export interface WorkerOptions {
   heartbeats?: WorkerStatements | null;
 }
 
+/**
+ * Requests in flight per lane. The seed's `--workers 10` meant ten threads, each one request; in
+ * an asynchronous runtime a lane carries many, so the default process holds 500 in flight.
+ */
+export const LANE_REQUESTS = 50;
+/** An answer slower than this, or a request running longer, makes its webhook unproven (slow-lane.ts). */
+export const SLOW_MS = 1000;
+
 /** A heartbeat every 5 s, valid for 15 s: a worker is seen dead within 15 s of its last one. */
 export const HEARTBEAT_MS = 5000;
 export const HEARTBEAT_TTL_MS = 15_000;
@@ -56,6 +66,8 @@ export interface WorkerStats {
 export interface WorkerHealth {
   running: boolean;
   workers: number;
+  /** Requests this process may have in flight at once (workers × LANE_REQUESTS). */
+  capacity: number;
   in_flight: number;
   last_error: string | null;
   stats: WorkerStats;
@@ -68,6 +80,7 @@ export class DeliveryWorker {
   readonly #ready = new Set<string>();
   readonly #inflight = new InFlight();
   readonly #breakers: BreakerMemory;
+  readonly #lane: SlowLane;
   readonly #hooks: WebhookCache;
   #pumping = false;
   #pumpAgain = false;
@@ -86,6 +99,7 @@ export class DeliveryWorker {
   constructor(options: WorkerOptions) {
     this.#o = { sweepIntervalMs: 1000, webhookCacheMs: 1000, retryJitter: 0, heartbeats: null, ...options };
     this.#breakers = new BreakerMemory(this.#o.breaker);
+    this.#lane = new SlowLane(this.#o.workers * LANE_REQUESTS, SLOW_MS);
     this.#hooks = new WebhookCache(
       (id) => this.#o.engineStore.webhookForDispatch(id),
       this.#o.clock,
@@ -137,6 +151,7 @@ export class DeliveryWorker {
     return {
       running: this.#running && this.#stopping === undefined,
       workers: this.#o.workers,
+      capacity: this.#lane.capacity,
       in_flight: this.#inflight.size,
       last_error: this.#lastError,
       stats: { ...this.stats },
@@ -262,9 +277,10 @@ export class DeliveryWorker {
 
   async #pumpLoop(): Promise<void> {
     this.#pumpAgain = false;
-    let free = this.#o.workers - this.#inflight.size;
+    let free = this.#lane.capacity - this.#inflight.size;
     const plan: Array<{ webhookId: string; max: number; limit: number; hook: WebhookRecord }> = [];
     const now = this.#o.clock.now();
+    let unproven = this.#lane.unprovenInFlight(this.#inflight, now);
     for (const webhookId of [...this.#ready]) {
       if (free <= 0) break;
       const hook = await this.#hooks.get(webhookId);
@@ -282,7 +298,13 @@ export class DeliveryWorker {
         if (probe !== null && inflight === 0) this.#wakeAt(probe);
         continue;
       }
-      const max = Math.min(room, free);
+      let max = Math.min(room, free);
+      if (!this.#lane.proven(webhookId, this.#inflight, now)) {
+        // Slow, hanging or new: within the unproven half of the capacity, or its one probe.
+        max = Math.min(max, this.#lane.room(inflight, unproven));
+        if (max <= 0) continue; // back in line when one of the unproven answers
+        unproven += max;
+      }
       free -= max;
       plan.push({ webhookId, max, limit, hook });
     }
@@ -302,7 +324,7 @@ export class DeliveryWorker {
     }
     if (claimed.length > 0) this.#o.events.emit("dequeued", { count: claimed.length });
     // Webhooks still ready (not reached for lack of free slots) wait for the next completion.
-    if (this.#ready.size > 0 && this.#o.workers - this.#inflight.size > 0) this.#pumpAgain = true;
+    if (this.#ready.size > 0 && this.#lane.capacity - this.#inflight.size > 0) this.#pumpAgain = true;
   }
 
   #start(c: ClaimedDelivery, hook: WebhookRecord, now: number): void {
@@ -337,6 +359,7 @@ export class DeliveryWorker {
 
   #finished(hook: WebhookRecord, r: AttemptResult): void {
     const now = this.#o.clock.now();
+    if (r.attempted) this.#lane.answered(hook.id, r.outcome.durationMs, now);
     const change = r.attempted ? this.#breakers.record(hook, r.outcome.status === "success", now) : null;
     if (change) {
       this.#writer.breaker(hook.id, change.to, change.openedAt);

@@ -21,6 +21,7 @@ function fakeEngine(opts: {
         health: (): WorkerHealth => ({
           running: true,
           workers: 4,
+          capacity: 200,
           in_flight: 0,
           last_error: null,
           stats: { processed: 9, successful: 8, failed: 1 },
