@@ -5,8 +5,19 @@
 import { parseDuration } from "./duration.js";
 import { isSubscription, unknownEventTypeReason } from "./events.js";
 import { isId } from "./ids.js";
-import type { WebhookInput } from "./manager.js";
 import { isStorableText, UNSTORABLE_TEXT, unstorablePath } from "./text.js";
+
+/** A webhook as the API and the library take it (snake_case, as sent). */
+export interface WebhookInput {
+  url: string;
+  events: string[];
+  name?: string | null;
+  description?: string | null;
+  metadata?: Record<string, unknown> | null;
+  /** Durations (`"1s"`, `"5m"`) or milliseconds; null for the service default. */
+  retry_schedule?: Array<string | number> | null;
+  active?: boolean;
+}
 
 /**
  * Each code is also the problem type the API answers with, so a refusal reads the same over HTTP

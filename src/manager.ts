@@ -16,6 +16,7 @@ import {
   LIMITS,
   ManagerError,
   type ManagerErrorCode,
+  type WebhookInput,
 } from "./manager-input.js";
 import { DELIVERY_STATUSES, type WebhookRecord } from "./models.js";
 import type { DeliveryQueue } from "./queue/queue.js";
@@ -37,17 +38,6 @@ import {
   type WebhookView,
   webhookView,
 } from "./views.js";
-
-export interface WebhookInput {
-  url: string;
-  events: string[];
-  name?: string | null;
-  description?: string | null;
-  metadata?: Record<string, unknown> | null;
-  /** Durations (`"1s"`, `"5m"`) or milliseconds; null for the service default. */
-  retry_schedule?: Array<string | number> | null;
-  active?: boolean;
-}
 
 export interface Page<T> {
   data: T[];
@@ -85,7 +75,7 @@ function page<T extends { id: string }>(rows: T[], limit: number): Page<T> {
   return { data, next_cursor: more ? encodeCursor(data[data.length - 1]!.id) : null };
 }
 
-export { decodeCursor, encodeCursor, ManagerError, type ManagerErrorCode };
+export { decodeCursor, encodeCursor, ManagerError, type ManagerErrorCode, type WebhookInput };
 
 export class WebhookManager {
   constructor(private readonly deps: ManagerDeps) {}
