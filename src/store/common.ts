@@ -3,6 +3,8 @@
  * drivers are set up so both return ISO times, JSON as text and counts as numbers), the rules an
  * emit and an outcome batch apply in memory, and the one condition for "work still to do".
  */
+
+import type { Selectable } from "kysely";
 import {
   type ApiKeyRecord,
   type AttemptRecord,
@@ -14,34 +16,13 @@ import {
   type WebhookRecord,
 } from "../models.js";
 import type { ClaimedDelivery } from "../queue/queue.js";
+import type { ApiKeysTable, AttemptsTable, DeliveriesTable, WebhooksTable } from "./schema.js";
 import type { Outcome } from "./types.js";
 
 /** SQL condition for work still to do: pending, or failed with a retry scheduled. */
 export const WAITING = "status IN ('pending', 'failed') AND next_retry_at IS NOT NULL";
 
-export interface WebhookRow {
-  id: string;
-  user_id: string;
-  url: string;
-  secret: string;
-  events: string;
-  active: number | boolean;
-  created_at: string;
-  updated_at: string;
-  failure_count: number;
-  last_triggered_at: string | null;
-  last_success_at: string | null;
-  last_failure_at: string | null;
-  metadata: string | null;
-  name: string | null;
-  description: string | null;
-  previous_secret: string | null;
-  previous_secret_expires_at: string | null;
-  retry_schedule: string | null;
-  breaker_state: string;
-  breaker_opened_at: string | null;
-  disabled_reason: string | null;
-}
+export type WebhookRow = Selectable<WebhooksTable>;
 
 export function toWebhook(row: WebhookRow): WebhookRecord {
   return {
@@ -63,7 +44,7 @@ export function toWebhook(row: WebhookRow): WebhookRecord {
     lastFailureAt: row.last_failure_at,
     previousSecret: row.previous_secret,
     previousSecretExpiresAt: row.previous_secret_expires_at,
-    breakerState: row.breaker_state as BreakerState,
+    breakerState: row.breaker_state,
     breakerOpenedAt: row.breaker_opened_at,
     disabledReason: row.disabled_reason,
   };
@@ -87,23 +68,8 @@ export const WEBHOOK_COLUMNS =
   "last_success_at, last_failure_at, metadata, name, description, previous_secret, " +
   "previous_secret_expires_at, retry_schedule, breaker_state, breaker_opened_at, disabled_reason";
 
-export interface DeliveryRow {
-  id: string;
-  webhook_id: string;
-  event_id: string | null;
-  event: string;
-  payload: string;
-  status: DeliveryStatus;
-  priority: number;
-  attempts: number;
-  next_retry_at: string | null;
-  response_code: number | null;
-  response_body: string | null;
-  duration_ms: number;
-  created_at: string;
-  completed_at: string | null;
-  error_message: string | null;
-}
+/** What DELIVERY_COLUMNS selects: everything but the lease. */
+export type DeliveryRow = Omit<Selectable<DeliveriesTable>, "lease_owner" | "lease_until">;
 
 export const DELIVERY_COLUMNS =
   "id, webhook_id, event_id, event, payload, status, priority, attempts, next_retry_at, response_code, " +
@@ -129,16 +95,7 @@ export function toDelivery(row: DeliveryRow, body: (payload: string) => string):
   };
 }
 
-export interface AttemptRow {
-  delivery_id: string;
-  attempt: number;
-  webhook_id: string;
-  attempted_at: string;
-  response_code: number | null;
-  duration_ms: number;
-  error_type: string | null;
-  error_message: string | null;
-}
+export type AttemptRow = Selectable<AttemptsTable>;
 
 export const ATTEMPT_COLUMNS =
   "delivery_id, attempt, webhook_id, attempted_at, response_code, duration_ms, error_type, error_message";
@@ -156,16 +113,8 @@ export function toAttempt(row: AttemptRow): AttemptRecord {
   };
 }
 
-export interface ApiKeyRow {
-  id: string;
-  user_id: string;
-  role: ApiKeyRecord["role"];
-  name: string | null;
-  key_prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
+/** What API_KEY_COLUMNS selects: everything but the hash. */
+export type ApiKeyRow = Omit<Selectable<ApiKeysTable>, "key_hash">;
 
 export const API_KEY_COLUMNS = "id, user_id, role, name, key_prefix, created_at, last_used_at, revoked_at";
 
