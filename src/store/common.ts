@@ -3,12 +3,10 @@
  * drivers are set up so both return ISO times, JSON as text and counts as numbers), the rules an
  * emit and an outcome batch apply in memory, and the one condition for "work still to do".
  */
-
 import type { Selectable } from "kysely";
 import {
   type ApiKeyRecord,
   type AttemptRecord,
-  type BreakerState,
   type DeliveryRecord,
   type DeliveryStatus,
   PRIORITY_NAMES,
