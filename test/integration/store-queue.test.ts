@@ -279,7 +279,9 @@ describe.skipIf(postgresBackend.skip)("store conformance: postgres queue stateme
 
     // b may not write a's outcome; a may, and that frees one slot.
     expect(await record(store, [outcome(a[0]!)], { leaseOwner: "b" }, { claim: false })).toEqual([]);
-    expect(await record(store, [outcome(a[0]!)], { leaseOwner: "a" }, { claim: false })).toEqual([outcome(a[0]!)]);
+    expect(await record(store, [outcome(a[0]!)], { leaseOwner: "a" }, { claim: false })).toEqual([
+      outcome(a[0]!),
+    ]);
     expect(ids(await claim(store, "b", req(5), at(SECOND)))).toEqual([entries[3]!.id]);
     expect(await store.queue.readyWebhooks(at(SECOND))).toEqual([]);
     expect(await store.queue.readyWebhooks(LEASE)).toEqual([w.id]);
