@@ -3,6 +3,7 @@
  * command that re-runs a campaign (only the options that differ from the defaults, plus the seed).
  */
 import type { Mode } from "./history.js";
+import { DEFAULT_BIN } from "./topology.js";
 
 export interface CampaignOptions {
   mode: Mode;
@@ -28,6 +29,8 @@ export interface CampaignOptions {
   /** Keep the run directory (logs, SQLite file) and the PostgreSQL schema even on success. */
   keep: boolean;
   json: boolean;
+  /** bin/continuum-webhooks.js of the build under test (default: this repository's). */
+  bin: string;
 }
 
 export const DEFAULTS: Omit<CampaignOptions, "mode" | "seed"> = {
@@ -45,6 +48,7 @@ export const DEFAULTS: Omit<CampaignOptions, "mode" | "seed"> = {
   build: true,
   keep: false,
   json: false,
+  bin: DEFAULT_BIN,
 };
 
 export const USAGE = `usage: npm run chaos -- --mode embedded|postgres|redis [options]
@@ -61,6 +65,8 @@ export const USAGE = `usage: npm run chaos -- --mode embedded|postgres|redis [op
                      webhook-url, webhook-disable
   --database-url U   PostgreSQL server (default $CHAOS_DATABASE_URL, $TEST_DATABASE_URL or
                      postgres://postgres@127.0.0.1:5432/test); each run makes its own schema
+  --bin PATH         bin/continuum-webhooks.js of another build (to check a fix, or bisect);
+                     implies --no-build
   --no-build         do not run \`npm run build\` first
   --keep             keep the run directory and schema even when the campaign passes
   --json             print the result as one JSON object on stdout
@@ -120,6 +126,10 @@ export function parseArgs(argv: readonly string[]): CampaignOptions | "help" {
       case "--database-url":
         o.databaseUrl = value() ?? "";
         break;
+      case "--bin":
+        o.bin = value() ?? "";
+        o.build = false;
+        break;
       case "--no-build":
         o.build = false;
         break;
@@ -146,5 +156,6 @@ export function rerunCommand(o: CampaignOptions): string {
   if (o.gapMs !== DEFAULTS.gapMs) parts.push(`--gap ${o.gapMs}`);
   if (o.drainSeconds !== DEFAULTS.drainSeconds) parts.push(`--drain-timeout ${o.drainSeconds}`);
   if (o.skip.length > 0) parts.push(`--skip ${o.skip.join(",")}`);
+  if (o.bin !== DEFAULT_BIN) parts.push(`--bin ${o.bin}`);
   return parts.join(" ");
 }

@@ -81,6 +81,7 @@ export async function runCampaign(
   const notes: string[] = [];
   const receivers = new Map<string, ChaosReceiver>();
   const topology = new Topology({
+    bin: o.bin,
     mode: o.mode,
     workers: o.workers,
     limit: o.limit,
@@ -93,6 +94,10 @@ export async function runCampaign(
     },
   });
   onTopology?.(topology);
+  // Whatever ends this process (a test runner's timeout included), no service process — a
+  // SIGSTOPped one least of all — may outlive it.
+  const killAll = () => topology.killNow();
+  process.once("exit", killAll);
   let injector: Injector | undefined;
   let passed = false;
   try {
@@ -238,6 +243,7 @@ export async function runCampaign(
       runDir: passed && !o.keep ? null : runDir,
     };
   } finally {
+    process.off("exit", killAll);
     await topology
       .stop({ dropStorage: !o.keep })
       .catch((err: unknown) => log(`cleanup: ${(err as Error).message}`));

@@ -12,12 +12,12 @@
  * schedule with many retries and a short breaker cooldown (so faults delay deliveries without
  * dead-lettering them, and healing drains in seconds).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { BIN, freePort, runCli } from "../../test/helpers/cli.js";
+import { BIN, freePort } from "../../test/helpers/cli.js";
 import { type RedisServer, startRedisServer } from "../../test/helpers/redis-server.js";
 import type { Mode } from "./history.js";
 import { type ChaosProxy, startChaosProxy } from "./tcp-proxy.js";
@@ -29,7 +29,12 @@ export const LEASE_MS = TIMEOUT_MS + 60_000;
 /** Redis mode: a worker silent this long is reaped and its leases handed out (redis-queue.ts). */
 export const HEARTBEAT_TTL_MS = 15_000;
 
+/** The CLI under test: this repository's, or another build's (`--bin`, to check a fix or bisect). */
+export const DEFAULT_BIN = BIN;
+
 export interface TopologyOptions {
+  /** bin/continuum-webhooks.js of the build under test. */
+  bin: string;
   mode: Mode;
   workers: number;
   limit: number;
@@ -53,6 +58,7 @@ class Proc {
   unplannedExits = 0;
 
   constructor(
+    readonly bin: string,
     readonly name: string,
     readonly args: string[],
     readonly env: NodeJS.ProcessEnv,
@@ -73,7 +79,7 @@ class Proc {
 
   /** Spawns once and waits for /health to answer; throws if it exits or never answers. */
   async #spawnOnce(): Promise<void> {
-    const child = spawn(process.execPath, [BIN, ...this.args], {
+    const child = spawn(process.execPath, [this.bin, ...this.args], {
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -257,8 +263,7 @@ export class Topology {
       };
       if (mode === "redis") this.redis = await startRedisServer();
     }
-    const migrated = await runCli(["migrate"], { env: this.#directEnv(), timeoutMs: 60_000 });
-    if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
+    await this.#runOnce(["migrate"]);
   }
 
   /** The database directly (not through the proxy), for one-off CLI calls. */
@@ -267,13 +272,22 @@ export class Topology {
     return d.pgUrl ? { DATABASE_URL: d.pgUrl } : { SQLITE_PATH: d.sqlitePath! };
   }
 
-  async createAdminKey(name: string): Promise<string> {
-    const r = await runCli(["api-key", "create", "--user", "chaos-admin", "--admin", "--name", name], {
-      env: this.#directEnv(),
-      timeoutMs: 60_000,
+  /** One CLI call against the database directly; resolves with its stdout. */
+  #runOnce(args: string[]): Promise<string> {
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: "warn", ...this.#directEnv() };
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, [this.o.bin, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`continuum-webhooks ${args[0]} failed: ${stderr || err.message}`));
+        else resolve(stdout);
+      });
     });
-    const key = r.stdout.trim();
-    if (r.code !== 0 || !key.startsWith("cwk_")) throw new Error(`api-key create failed: ${r.stderr}`);
+  }
+
+  async createAdminKey(name: string): Promise<string> {
+    const key = (
+      await this.#runOnce(["api-key", "create", "--user", "chaos-admin", "--admin", "--name", name])
+    ).trim();
+    if (!key.startsWith("cwk_")) throw new Error(`api-key create printed no key: ${key.slice(0, 200)}`);
     return key;
   }
 
@@ -307,6 +321,7 @@ export class Topology {
     this.procs.set(
       "serve",
       new Proc(
+        this.o.bin,
         "serve",
         serveArgs,
         this.#env({ PORT: String(this.servePort) }),
@@ -321,6 +336,7 @@ export class Topology {
         this.procs.set(
           `worker${i}`,
           new Proc(
+            this.o.bin,
             `worker${i}`,
             ["worker", "--no-migrate", "--metrics-port", String(port)],
             this.#env({}),
