@@ -48,6 +48,12 @@ export interface Verdict {
     idempotencyViolations: number;
     requests: number;
     deadLettered: number;
+    /**
+     * Emits answered 5xx although they had been written (a retry with the same key was told
+     * `duplicate: true`). Not a delivery guarantee — the idempotency key makes the retry safe —
+     * but an answer that misinforms a producer without one.
+     */
+    committedDespite5xx: number;
   };
   /** Why each lost pair was lost, as the database tells it. */
   lostByCause: Record<string, number>;
@@ -129,6 +135,7 @@ export function check(h: RunHistory): Verdict {
   const eventIds = new Set(h.db.events.map((e) => e.id));
 
   // lost
+  let committedDespite5xx = 0;
   let acknowledged = 0;
   let unacknowledged = 0;
   let refused = 0;
@@ -147,6 +154,13 @@ export function check(h: RunHistory): Verdict {
       continue;
     }
     acknowledged++;
+    if (e.duplicate && e.failedAnswers.some((a) => a.startsWith("5"))) {
+      committedDespite5xx++;
+      note(
+        "committedDespite5xx",
+        `${e.key} (${e.eventId}): answered ${e.failedAnswers.join(", ")}, then duplicate`,
+      );
+    }
     const [from, to] = emitWindow(e);
     for (const w of h.webhooks) {
       if (w.userId !== e.userId) continue;
@@ -272,6 +286,7 @@ export function check(h: RunHistory): Verdict {
       idempotencyViolations,
       requests: h.receipts.length,
       deadLettered,
+      committedDespite5xx,
     },
     lostByCause,
     unexpectedByCause,

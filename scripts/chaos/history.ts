@@ -58,6 +58,10 @@ export interface EmitRecord {
   /** A 4xx other than 429 (the emit was refused, not retried). */
   refused: string | null;
   lastError: string | null;
+  /** The 202 said an earlier attempt had already written it (`duplicate: true`). */
+  duplicate: boolean | null;
+  /** What the attempts before the 202 got: "500", "429", "timeout", "network error". */
+  failedAnswers: string[];
 }
 
 export type ReplyKind = "ok" | "slow" | "error" | "hang" | "reset";

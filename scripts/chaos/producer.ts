@@ -142,6 +142,8 @@ export class Producer {
         attempts: 0,
         refused: null,
         lastError: null,
+        duplicate: null,
+        failedAnswers: [],
       });
     }
     this.emits.push(...records);
@@ -197,19 +199,18 @@ export class Producer {
         this.#count(String(res.status));
         for (const r of out.records) r.lastEndedAt = ended;
         if (res.status === 202) {
-          const j = JSON.parse(text) as {
-            id?: string;
-            deliveries?: number;
-            results?: Array<{ id: string; deliveries: number }>;
-          };
-          const results = out.batch ? (j.results ?? []) : [{ id: j.id ?? "", deliveries: j.deliveries ?? 0 }];
+          type Result = { id?: string; deliveries?: number; duplicate?: boolean };
+          const j = JSON.parse(text) as Result & { results?: Result[] };
+          const results = out.batch ? (j.results ?? []) : [j];
           out.records.forEach((r, i) => {
             r.ackedAt = ended;
             r.eventId = results[i]?.id ?? null;
             r.deliveries = results[i]?.deliveries ?? null;
+            r.duplicate = results[i]?.duplicate ?? null;
           });
           return;
         }
+        for (const r of out.records) r.failedAnswers.push(String(res.status));
         if (res.status !== 429 && res.status < 500) {
           for (const r of out.records) r.refused = `${res.status} ${text.slice(0, 300)}`;
           return;
@@ -222,6 +223,7 @@ export class Producer {
         const what = (err as Error).name === "TimeoutError" ? "timeout" : "network error";
         this.#count(what);
         for (const r of out.records) {
+          r.failedAnswers.push(what);
           r.lastEndedAt = ended;
           r.lastError = what === "timeout" ? what : (err as Error).message;
         }

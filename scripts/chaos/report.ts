@@ -58,6 +58,11 @@ export function formatText(r: CampaignResult): string {
     ["refused emits", String(c.refused), "valid emits answered 4xx"],
     ["dead-lettered", String(c.deadLettered), ""],
     [
+      "5xx yet written",
+      String(c.committedDespite5xx),
+      "emits answered 5xx that had been written (the retry was told duplicate) — reported, not a guarantee",
+    ],
+    [
       "time to drain",
       v.drained ? sec(v.drainMs) : `> ${sec(v.drainMs)}`,
       `after healing (heal took ${sec(r.stats.healMs)})`,
@@ -83,6 +88,11 @@ export function formatText(r: CampaignResult): string {
   if (r.notes.length > 0) {
     lines.push("", "notes:");
     for (const n of r.notes) lines.push(`  - ${n}`);
+  }
+  const misinformed = v.examples.committedDespite5xx;
+  if (misinformed && v.ok) {
+    lines.push("", "examples of emits answered 5xx although written:");
+    for (const e of misinformed) lines.push(`  ${e}`);
   }
   lines.push("");
   if (v.ok) {

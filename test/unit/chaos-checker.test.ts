@@ -34,6 +34,8 @@ function emit(n: number, userId: string, event: string, at = T + n * 100): EmitR
     attempts: 1,
     refused: null,
     lastError: null,
+    duplicate: false,
+    failedAnswers: [],
   };
 }
 
@@ -332,6 +334,15 @@ describe("chaos checker", () => {
     const v = check(h);
     expect(v.counts.idempotencyViolations).toBeGreaterThan(0);
     expect(v.ok).toBe(false);
+  });
+
+  it("counts an emit answered 500 that had been written, without failing the run", () => {
+    const h = cleanHistory();
+    Object.assign(h.emits[0]!, { duplicate: true, failedAnswers: ["500"], attempts: 2 });
+    Object.assign(h.emits[1]!, { duplicate: true, failedAnswers: ["timeout"], attempts: 2 });
+    const v = check(h);
+    expect(v.counts.committedDespite5xx).toBe(1);
+    expect(v.ok).toBe(true);
   });
 
   it("flags a valid emit refused with a 4xx, and a run that acknowledged nothing", () => {
