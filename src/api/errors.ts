@@ -323,7 +323,43 @@ export function toProblem(error: unknown): Problem {
     const title = STATUS_CODES[status] ?? "Client error";
     return { type: `${PROBLEM_TYPE_BASE}invalid_request`, title, status, detail: title };
   }
+  const storage = storageUnavailable(error);
+  if (storage) return problem("unavailable", storage);
   return problem("internal_error", "an unexpected error occurred; it has been logged");
+}
+
+/** Connection-level failures of either store: the statement may or may not have been applied. */
+const CONNECTION_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "SQLITE_BUSY",
+  "SQLITE_LOCKED",
+  "SQLITE_IOERR",
+]);
+const CONNECTION_MESSAGE =
+  /Connection terminated|connection timeout|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i;
+
+/**
+ * A request that failed because the database could not be reached or went away mid-statement
+ * (a commit whose connection dropped may have landed): 503, telling the producer to retry with
+ * the same idempotency key, which makes the retry safe either way. A full disk says so.
+ */
+function storageUnavailable(error: unknown): string | null {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = String((e as { code?: unknown }).code ?? "");
+    if (code === "SQLITE_FULL" || code === "53100" || (e as NodeJS.ErrnoException).code === "ENOSPC") {
+      return "the database's disk is full: nothing more can be stored until space is freed; retry then, with the same idempotency_key";
+    }
+    // Class 08 (connection exception), 57P01-57P03 (server shutting down or not yet up).
+    if (CONNECTION_CODES.has(code) || /^08|^57P0[1-3]$/.test(code) || CONNECTION_MESSAGE.test(e.message)) {
+      return "the database did not answer; the request may or may not have been applied: retry it (an emit with the same idempotency_key, which makes the retry safe)";
+    }
+  }
+  return null;
 }
 
 export function errorHandler(
@@ -338,7 +374,9 @@ export function errorHandler(
       "request failed",
     );
   }
-  return sendProblem(reply, p, error instanceof ProblemError ? error.headers : undefined);
+  const headers =
+    error instanceof ProblemError ? error.headers : p.status === 503 ? { "retry-after": "1" } : undefined;
+  return sendProblem(reply, p, headers);
 }
 
 /**
