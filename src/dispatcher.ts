@@ -21,6 +21,10 @@ export interface AttemptResult {
 
 const MAX_STORED_BODY = 65_536;
 
+/** What a delivery parked behind a disabled webhook says in its history. */
+export const PARKED_MESSAGE =
+  "the webhook is disabled: this delivery waits and goes out once it is enabled again";
+
 /** The secrets to sign with: the current one, and the previous one while its grace period lasts. */
 export function activeSecrets(hook: WebhookRecord, now: number): string[] {
   const prev = hook.previousSecret;
@@ -59,14 +63,16 @@ export async function attemptDelivery(
       outcome: {
         ...base,
         attempt: c.attempts,
-        status: "failed",
+        // Parked: pending without a due time, spending no attempt, until the webhook is enabled
+        // again (the manager then makes it due). Nothing acknowledged is dropped by a pause.
+        status: "pending",
         nextRetryAt: null,
         responseCode: null,
         responseBody: null,
         durationMs: 0,
-        completedAt: base.attemptedAt,
+        completedAt: null,
         errorType: null,
-        errorMessage: "webhook is disabled; retry the delivery by hand once it is enabled again",
+        errorMessage: PARKED_MESSAGE,
         attempted: false,
       },
       result: null,

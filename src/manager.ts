@@ -169,6 +169,12 @@ export class WebhookManager {
     try {
       const w = await this.deps.store.webhooks.update(id, userId, patch, new Date(this.#now()).toISOString());
       if (!w) throw new ManagerError("not_found", `no webhook ${id}`, "id");
+      if (patch.active === true) {
+        // Deliveries parked while it was disabled go out now (none when it was never disabled).
+        const now = this.#now();
+        const resumed = await this.deps.store.deliveries.resumeParked(id, new Date(now).toISOString());
+        if (resumed.length > 0) await this.deps.queue.enqueue(resumed, now);
+      }
       this.#changed(id);
       return webhookView(w, this.#now());
     } catch (err) {

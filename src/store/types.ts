@@ -106,6 +106,11 @@ export interface DeliveryStatements {
   /** A finished delivery back to pending, due `now`; false when it was pending already. */
   requeue(id: string, now: string): Promise<boolean>;
   /**
+   * The webhook was enabled again: its deliveries parked while it was disabled (pending, no due
+   * time, not leased) fall due `now`. Returns them, for the queue.
+   */
+  resumeParked(webhookId: string, now: string): Promise<QueueEntry[]>;
+  /**
    * A delivery outside the queue (no due time), leased to `leaseOwner` until its one outcome is
    * recorded: the test send.
    */

@@ -62,6 +62,15 @@ export function pgDeliveries(pool: pg.Pool): DeliveryStatements {
       );
       return (res.rowCount ?? 0) > 0;
     },
+    async resumeParked(webhookId, now) {
+      const res = await pool.query<{ id: string; webhook_id: string; priority: number }>(
+        `UPDATE webhook_deliveries SET next_retry_at = $1, error_message = NULL
+         WHERE webhook_id = $2 AND status = 'pending' AND next_retry_at IS NULL AND lease_owner IS NULL
+         RETURNING id, webhook_id, priority`,
+        [now, webhookId],
+      );
+      return res.rows.map((r) => ({ id: r.id, webhookId: r.webhook_id, priority: r.priority }));
+    },
     async insertUnqueued(d) {
       await pool.query(
         `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, created_at, lease_owner)

@@ -28,6 +28,11 @@ export function sqliteDeliveries(db: SQLite.Database): DeliveryStatements {
       `UPDATE webhook_deliveries SET status = 'pending', next_retry_at = ?, completed_at = NULL, lease_owner = NULL,
          lease_until = NULL WHERE id = ? AND status != 'pending'`,
     ),
+    resumeParked: db.prepare<[string, string], { id: string; webhook_id: string; priority: number }>(
+      `UPDATE webhook_deliveries SET next_retry_at = ?, error_message = NULL
+       WHERE webhook_id = ? AND status = 'pending' AND next_retry_at IS NULL AND lease_owner IS NULL
+       RETURNING id, webhook_id, priority`,
+    ),
     insertUnqueued: db.prepare(
       `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, created_at, lease_owner)
        VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
@@ -79,6 +84,10 @@ export function sqliteDeliveries(db: SQLite.Database): DeliveryStatements {
     },
     attempts: async (deliveryId) => st.attempts.all(deliveryId).map(toAttempt),
     requeue: async (id, now) => st.requeue.run(now, id).changes > 0,
+    resumeParked: async (webhookId, now) =>
+      st.resumeParked
+        .all(now, webhookId)
+        .map((r) => ({ id: r.id, webhookId: r.webhook_id, priority: r.priority })),
     async insertUnqueued(d) {
       st.insertUnqueued.run(d.id, d.webhookId, d.eventId, d.event, d.body, d.createdAt, d.leaseOwner);
     },
