@@ -9,6 +9,8 @@ import type { SubscriptionState, WebhookChange, WebhookHistory } from "./history
 export class ServiceApi {
   /** Changes in progress per webhook: PATCHes of one webhook go one at a time. */
   readonly #chains = new Map<string, Promise<unknown>>();
+  /** No call is retried past this (set when healing, so healing is bounded). */
+  #giveUpAt = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly baseUrl: string,
@@ -37,17 +39,22 @@ export class ServiceApi {
     return { status: res.status, json };
   }
 
-  /** Retries network errors, 429 and 5xx until `deadline`; returns the first other answer. */
-  async #retrying(method: string, path: string, body: unknown, deadline: number) {
+  giveUpBy(at: number): void {
+    this.#giveUpAt = at;
+  }
+
+  /** Retries network errors, 429 and 5xx until `until`; returns the first other answer. */
+  async #retrying(method: string, path: string, body: unknown, until: number) {
+    const deadline = () => Math.min(until, this.#giveUpAt);
     for (let attempt = 0; ; attempt++) {
       let failure: string;
       try {
         const r = await this.#call(method, path, body);
         if (r.status !== 429 && r.status < 500) return r;
         failure = `${r.status} ${JSON.stringify(r.json).slice(0, 200)}`;
-        if (Date.now() > deadline) throw new Error(`${method} ${path}: ${r.status} until the deadline`);
+        if (Date.now() > deadline()) throw new Error(`${method} ${path}: ${r.status} until the deadline`);
       } catch (err) {
-        if (Date.now() > deadline) throw err;
+        if (Date.now() > deadline()) throw err;
         failure = (err as Error).name === "TimeoutError" ? "timeout" : (err as Error).message;
       }
       if (attempt === 0 || attempt % 5 === 4)

@@ -39,6 +39,8 @@ export const WEBHOOK_PLAN: ReadonlyArray<{ name: string; userId: string; events:
 /** Events within this much of a webhook change are ambiguous for that webhook. */
 export const AMBIGUITY_MS = 500;
 const PRODUCER_KEYS = 4;
+/** Healing (processes up, PATCHes answered) must be done within this. */
+const HEAL_LIMIT_MS = 60_000;
 
 export interface CampaignResult {
   options: CampaignOptions;
@@ -175,7 +177,7 @@ export async function runCampaign(
     producer.stopEmitting();
     log("healing");
     const healStarted = Date.now();
-    await injector.heal();
+    const healProblems = await injector.heal(HEAL_LIMIT_MS);
     const healed = Date.now();
     const healMs = healed - healStarted;
     log(`healed in ${(healMs / 1000).toFixed(1)} s; draining (at most ${o.drainSeconds} s)`);
@@ -219,6 +221,7 @@ export async function runCampaign(
       inFlight: Object.fromEntries([...receivers.values()].map((rx) => [rx.name, { ...rx.peak }])),
       db,
       drain: { drained, ms: drainMs, lastDepth, lastWaiting },
+      healProblems,
     };
     const verdict = check(history);
     const statuses: Record<string, number> = {};

@@ -256,9 +256,12 @@ export function check(h: RunHistory): Verdict {
   if (idempotencyViolations > 0) failures.push(`idempotency violated ${idempotencyViolations} times`);
   if (maxInFlight > h.limit) failures.push(`max in flight ${maxInFlight} > limit ${h.limit}`);
   if (successUnseen > 0) failures.push(`${successUnseen} deliveries marked success were never received`);
+  if (h.healProblems.length > 0) failures.push(`healing did not complete: ${h.healProblems.join("; ")}`);
   if (!h.drain.drained)
     failures.push(
-      `queue did not drain within ${(h.drain.ms / 1000).toFixed(0)} s (depth ${h.drain.lastDepth}, waiting rows ${h.drain.lastWaiting})`,
+      `queue did not drain within ${(h.drain.ms / 1000).toFixed(0)} s (` +
+        `${h.drain.lastDepth === null ? "GET /health gave no queue depth" : `queue depth ${h.drain.lastDepth}`}, ` +
+        `waiting rows ${h.drain.lastWaiting ?? "unreadable"})`,
     );
   if (stuck > 0) failures.push(`${stuck} deliveries still pending after healing`);
   if (badSignatures > 0) failures.push(`${badSignatures} requests with an invalid signature`);

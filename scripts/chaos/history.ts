@@ -126,4 +126,6 @@ export interface RunHistory {
   inFlight: Record<string, InFlightPeak>;
   db: DatabaseView;
   drain: { drained: boolean; ms: number; lastDepth: number | null; lastWaiting: number | null };
+  /** What healing could not do within its bound (empty: everything healed). */
+  healProblems: string[];
 }

@@ -28,6 +28,7 @@ export class Injector {
   readonly #pending = new Set<Pending>();
   readonly #running = new Set<Promise<void>>();
   #healing = false;
+  readonly #healProblems: string[] = [];
 
   constructor(
     readonly deps: {
@@ -52,7 +53,10 @@ export class Injector {
 
   #track(p: Promise<void>): void {
     const q = p
-      .catch((err: unknown) => this.log(`fault action failed: ${(err as Error).message}`))
+      .catch((err: unknown) => {
+        this.log(`fault action failed: ${(err as Error).message}`);
+        if (this.#healing) this.#healProblems.push((err as Error).message);
+      })
       .finally(() => this.#running.delete(q));
     this.#running.add(q);
   }
@@ -160,10 +164,20 @@ export class Injector {
 
   /**
    * Heal: no more faults; every pending undo runs now; then every process is made to run, the
-   * proxy passes, Redis is up, receivers answer 200 and every webhook is active.
+   * proxy passes, Redis is up, receivers answer 200 and every webhook is active. Bounded by
+   * `limitMs`: what is not done by then is returned as a problem (a service that cannot take a
+   * PATCH, or a process that cannot start, once everything else is healed is itself a failure).
    */
-  async heal(): Promise<void> {
+  async heal(limitMs: number): Promise<string[]> {
     this.#healing = true;
+    const deadline = Date.now() + limitMs;
+    const { topology, receivers, webhooks, api } = this.deps;
+    api.giveUpBy(deadline);
+    const inTime = async (p: Promise<unknown>) =>
+      Promise.race([
+        p.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, deadline - Date.now()))),
+      ]);
     for (const t of this.#starts) clearTimeout(t);
     const undos = [...this.#pending];
     this.#pending.clear();
@@ -172,15 +186,34 @@ export class Injector {
     for (const u of undos) this.#track(u.undo());
     // Fault actions still in progress (a SIGTERM drain, a PATCH being retried) finish too; an
     // action that ends now has its undo run at once.
-    while (this.#running.size > 0) await Promise.all([...this.#running]);
-    const { topology, receivers, webhooks, api } = this.deps;
+    const settle = async () => {
+      while (this.#running.size > 0) await Promise.all([...this.#running]);
+    };
+    if (!(await inTime(settle())))
+      this.#healProblems.push("fault actions still unfinished when healing ran out of time");
     for (const rx of receivers.values()) rx.setMode({ kind: "ok" });
-    await topology.heal();
+    if (!(await inTime(topology.heal()))) {
+      const down = topology.names.filter((n) => !topology.proc(n).running);
+      this.#healProblems.push(
+        `not every process answered /health in time (down: ${down.join(", ") || "none"})`,
+      );
+    }
     for (const w of webhooks.values()) {
       const state = w.changes.at(-1)?.to ?? w.initial;
-      if (!state.active) await api.change(w, { active: true }, receivers.get(w.name)!.url, "enable (heal)");
+      if (state.active) continue;
+      try {
+        await api.change(w, { active: true }, receivers.get(w.name)!.url, "enable (heal)");
+      } catch (err) {
+        this.#healProblems.push(`re-enabling webhook ${w.name}: ${(err as Error).message}`);
+      }
     }
-    await api.settled();
-    this.log("healed: every process running, the proxy passing, receivers answering 200, webhooks active");
+    await inTime(api.settled());
+    const problems = [...new Set(this.#healProblems)];
+    this.log(
+      problems.length === 0
+        ? "healed: every process running, the proxy passing, receivers answering 200, webhooks active"
+        : `healing incomplete after ${(limitMs / 1000).toFixed(0)} s: ${problems.join("; ")}`,
+    );
+    return problems;
   }
 }

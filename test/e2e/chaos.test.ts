@@ -44,8 +44,8 @@ function options(mode: Mode): CampaignOptions {
   };
 }
 
-/** Setup (storage, keys, processes), the faults, healing, the drain bound, and slack. */
-const budget = (mode: Mode) => (60 + SECONDS + 30 + DRAIN[mode] + 20) * 1000;
+/** Setup (storage, keys, processes), the faults, healing (bounded at 60 s), the drain bound, slack. */
+const budget = (mode: Mode) => (60 + SECONDS + 60 + DRAIN[mode] + 20) * 1000;
 
 async function campaign(mode: Mode): Promise<void> {
   const result = await runCampaign(options(mode));

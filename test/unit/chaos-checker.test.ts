@@ -97,6 +97,7 @@ function cleanHistory(): RunHistory {
       events: emits.map((e) => ({ id: e.eventId!, userId: e.userId, event: e.event, idempotencyKey: e.key })),
     },
     drain: { drained: true, ms: 1500, lastDepth: 0, lastWaiting: 0 },
+    healProblems: [],
   };
 }
 
@@ -326,6 +327,14 @@ describe("chaos checker", () => {
     expect(v.ok).toBe(false);
     expect(v.counts.stuck).toBe(1);
     expect(v.failures.join()).toMatch(/did not drain/);
+  });
+
+  it("flags a heal that could not complete", () => {
+    const h = cleanHistory();
+    h.healProblems = ["re-enabling webhook a: PATCH /api/v1/webhooks/whk_a: 500 until the deadline"];
+    const v = check(h);
+    expect(v.ok).toBe(false);
+    expect(v.failures.join()).toMatch(/healing did not complete/);
   });
 
   it("flags one idempotency key acknowledged as one event and delivered as another", () => {
