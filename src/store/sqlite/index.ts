@@ -44,6 +44,9 @@ function startCheckpointer(sqlite: SQLite.Database, path: string): () => Promise
   worker.on("error", () => sqlite.pragma("wal_autocheckpoint = 1000"));
   return async () => {
     const exited = new Promise((r) => worker.once("exit", r));
+    // Unref'd while it runs, so it never keeps a process alive; while it stops, it must, or a
+    // process with nothing else left exits in the middle of close() (exit code 13).
+    worker.ref();
     worker.postMessage("stop");
     await exited;
   };
