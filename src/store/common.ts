@@ -248,3 +248,20 @@ export function fencedChanges(
     disabled: batch.disabled.filter((d) => allowed(d.webhookId)),
   };
 }
+
+/** A delivery the worker parked because it found its webhook disabled (no request was made). */
+export function isParked(o: Outcome): boolean {
+  return !o.attempted && o.status === "pending" && o.nextRetryAt === null;
+}
+
+/**
+ * The worker's copy of a webhook may be older than an enable that just landed (another process
+ * enabled it, and resumed the parked deliveries before this one parked): parking is decided
+ * again inside the outcome's transaction, on the webhook as stored, so a delivery is never left
+ * parked behind an enabled webhook. `active` holds the webhooks found enabled.
+ */
+export function unparkWhereEnabled(outcomes: Outcome[], active: ReadonlySet<string>, now: string): Outcome[] {
+  return outcomes.map((o) =>
+    isParked(o) && active.has(o.webhookId) ? { ...o, nextRetryAt: now, errorMessage: null } : o,
+  );
+}

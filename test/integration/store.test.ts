@@ -570,6 +570,34 @@ for (const backend of backends) {
         expect((await store.webhooks.get(w.id))?.failureCount).toBe(1);
       });
 
+      it("parks a delivery only while its webhook is disabled as stored, whatever the writer believed", async () => {
+        const off = await addWebhook(store, "alice", "https://example.com/off");
+        await addWebhook(store, "bob", "https://example.com/on");
+        const parkedOff = await deliver("alice");
+        const parkedOn = await deliver("bob");
+        await store.webhooks.update(off.id, undefined, { active: false }, NOW);
+        // The writer saw both disabled (an old copy of "on"); only "off" really is.
+        const park = {
+          status: "pending" as const,
+          attempt: 0,
+          attempted: false,
+          nextRetryAt: null,
+          completedAt: null,
+        };
+        await record(store, [outcome(parkedOff, park), outcome(parkedOn, park)]);
+        expect(await store.deliveries.get(parkedOff.id)).toMatchObject({
+          status: "pending",
+          nextRetryAt: null,
+        });
+        const due = await store.deliveries.get(parkedOn.id);
+        expect(due?.status).toBe("pending");
+        expect(due?.nextRetryAt).not.toBeNull();
+        // Enabled again, the parked one falls due.
+        await store.webhooks.update(off.id, undefined, { active: true }, NOW);
+        expect((await store.deliveries.resumeParked(off.id, NOW)).map((e) => e.id)).toEqual([parkedOff.id]);
+        expect(await store.deliveries.get(parkedOff.id)).toMatchObject({ nextRetryAt: NOW });
+      });
+
       it("updates the delivery of an outcome without a request, but writes no attempt and no counters", async () => {
         const w = await addWebhook(store, "alice", "https://example.com/a");
         const e = await deliver("alice");

@@ -6,9 +6,11 @@
 import type pg from "pg";
 import {
   fencedChanges,
+  isParked,
   subscribed,
   summarizeCounters,
   toWebhook,
+  unparkWhereEnabled,
   WEBHOOK_COLUMNS,
   type WebhookRow,
 } from "../common.js";
@@ -144,7 +146,18 @@ export function pgEngine(pool: pg.Pool): EngineStatements {
     /** The whole batch in a fixed number of statements: arrays in, one UPDATE/INSERT each. */
     recordOutcomes(batch: OutcomeBatch) {
       return inTransaction(pool, async (c) => {
-        const os = batch.outcomes;
+        let os = batch.outcomes;
+        const parked = [...new Set(os.filter(isParked).map((o) => o.webhookId))];
+        if (parked.length > 0) {
+          // FOR SHARE waits for an enable in flight (its UPDATE holds the row) and blocks one
+          // from starting until we commit, so the enable's resume sees what we park here.
+          const res = await c.query<{ id: string; active: boolean }>(
+            "SELECT id, active FROM webhooks WHERE id = ANY($1::text[]) FOR SHARE",
+            [parked],
+          );
+          const enabled = new Set(res.rows.filter((r) => r.active).map((r) => r.id));
+          if (enabled.size > 0) os = unparkWhereEnabled(os, enabled, new Date().toISOString());
+        }
         const applied: Outcome[] = [];
         if (os.length > 0) {
           const updated = await c.query<{ id: string }>(

@@ -5,9 +5,11 @@
 import type SQLite from "better-sqlite3";
 import {
   fencedChanges,
+  isParked,
   subscribed,
   summarizeCounters,
   toWebhook,
+  unparkWhereEnabled,
   WEBHOOK_COLUMNS,
   type WebhookRow,
 } from "../common.js";
@@ -57,6 +59,7 @@ export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
       `UPDATE webhooks SET active = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND active = 1`,
     ),
     lockOwner: sqlite.prepare<[], { owner: string }>("SELECT owner FROM engine_lock WHERE id = 1"),
+    isActive: sqlite.prepare<[string], { active: number }>("SELECT active FROM webhooks WHERE id = ?"),
     webhook: sqlite.prepare<[string], WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`),
   };
 
@@ -103,7 +106,13 @@ export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
   const outcomeTx = sqlite.transaction((batch: OutcomeBatch) => {
     const applied: Outcome[] = [];
     if (batch.requireEngineLock && st.lockOwner.get()?.owner !== batch.leaseOwner) return applied;
-    for (const o of batch.outcomes) {
+    const parked = new Set(batch.outcomes.filter(isParked).map((o) => o.webhookId));
+    const enabled = new Set([...parked].filter((id) => st.isActive.get(id)?.active === 1));
+    const outcomes =
+      enabled.size > 0
+        ? unparkWhereEnabled(batch.outcomes, enabled, new Date().toISOString())
+        : batch.outcomes;
+    for (const o of outcomes) {
       const changed = st.updateDelivery.run(
         o.status,
         o.attempt,
