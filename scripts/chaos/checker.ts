@@ -54,6 +54,8 @@ export interface Verdict {
      * but an answer that misinforms a producer without one.
      */
     committedDespite5xx: number;
+    /** Webhooks whose settings in the database differ from their last acknowledged change. */
+    stateMismatches: number;
   };
   /** Why each lost pair was lost, as the database tells it. */
   lostByCause: Record<string, number>;
@@ -240,6 +242,31 @@ export function check(h: RunHistory): Verdict {
     if (d.status === "dead_letter") deadLettered++;
   }
 
+  // every webhook ends as its last acknowledged change left it
+  let stateMismatches = 0;
+  const rowById = new Map(h.db.webhooks.map((r) => [r.id, r]));
+  for (const w of h.webhooks) {
+    const last = w.changes.at(-1);
+    if (last && last.ackedAt === Number.MAX_SAFE_INTEGER) continue; // never confirmed: unknown
+    const want = last?.to ?? w.initial;
+    const row = rowById.get(w.id);
+    const path = row ? new URL(row.url).pathname : null;
+    const same =
+      row !== undefined &&
+      row.active === want.active &&
+      path === want.path &&
+      [...row.events].sort().join(",") === [...want.events].sort().join(",");
+    if (!same) {
+      stateMismatches++;
+      note(
+        "stateMismatch",
+        `webhook ${w.name}: last acknowledged ${JSON.stringify(want)}` +
+          (last ? ` (${last.what}, answered at ${last.ackedAt})` : "") +
+          `, database has ${row ? JSON.stringify({ active: row.active, events: row.events, path }) : "no row"}`,
+      );
+    }
+  }
+
   // in flight
   const inFlightByWebhook: Record<string, number> = {};
   let maxInFlight = 0;
@@ -256,6 +283,10 @@ export function check(h: RunHistory): Verdict {
   if (idempotencyViolations > 0) failures.push(`idempotency violated ${idempotencyViolations} times`);
   if (maxInFlight > h.limit) failures.push(`max in flight ${maxInFlight} > limit ${h.limit}`);
   if (successUnseen > 0) failures.push(`${successUnseen} deliveries marked success were never received`);
+  if (stateMismatches > 0)
+    failures.push(
+      `${stateMismatches} webhooks do not end as their last acknowledged PATCH left them (a request applied after a later one?)`,
+    );
   if (h.healProblems.length > 0) failures.push(`healing did not complete: ${h.healProblems.join("; ")}`);
   if (!h.drain.drained)
     failures.push(
@@ -290,6 +321,7 @@ export function check(h: RunHistory): Verdict {
       requests: h.receipts.length,
       deadLettered,
       committedDespite5xx,
+      stateMismatches,
     },
     lostByCause,
     unexpectedByCause,

@@ -1,12 +1,13 @@
 /**
  * Why this exists: the checker's second witness. After healing, what the service's own database
- * says — every delivery's status and every event with its idempotency key — read directly (never
+ * says — every delivery's status, every event with its idempotency key, every webhook's final
+ * settings — read directly (never
  * through the chaos proxy): from the SQLite file, or from the run's PostgreSQL schema. Also the
  * count of deliveries still waiting, which the drain loop polls.
  */
 import Database from "better-sqlite3";
 import pg from "pg";
-import type { DatabaseView, DbDelivery, DbEvent } from "./history.js";
+import type { DatabaseView, DbDelivery, DbEvent, DbWebhook } from "./history.js";
 
 export interface DbReader {
   /** Deliveries still to do (pending, or failed with a retry scheduled). */
@@ -19,6 +20,21 @@ const WAITING = "status = 'pending' OR (status = 'failed' AND next_retry_at IS N
 const DELIVERIES =
   "SELECT id, webhook_id, event_id, status, attempts, next_retry_at, error_message FROM webhook_deliveries";
 const EVENTS = "SELECT id, user_id, event, idempotency_key FROM webhook_events";
+const WEBHOOKS = "SELECT id, active, events, url FROM webhooks";
+
+interface WebhookRow {
+  id: string;
+  active: number | boolean;
+  events: string | string[];
+  url: string;
+}
+
+const toWebhook = (r: WebhookRow): DbWebhook => ({
+  id: r.id,
+  active: r.active === true || r.active === 1,
+  events: Array.isArray(r.events) ? r.events : r.events.split(",").filter(Boolean),
+  url: r.url,
+});
 
 interface DeliveryRow {
   id: string;
@@ -68,6 +84,7 @@ export function openDbReader(where: { sqlitePath?: string; pgUrl?: string }): Db
       read: async () => ({
         deliveries: (db.prepare(DELIVERIES).all() as DeliveryRow[]).map(toDelivery),
         events: (db.prepare(EVENTS).all() as EventRow[]).map(toEvent),
+        webhooks: (db.prepare(WEBHOOKS).all() as WebhookRow[]).map(toWebhook),
       }),
       close: async () => {
         db.close();
@@ -84,8 +101,16 @@ export function openDbReader(where: { sqlitePath?: string; pgUrl?: string }): Db
       return Number(r.rows[0]!.n);
     },
     async read() {
-      const [d, e] = await Promise.all([pool.query<DeliveryRow>(DELIVERIES), pool.query<EventRow>(EVENTS)]);
-      return { deliveries: d.rows.map(toDelivery), events: e.rows.map(toEvent) };
+      const [d, e, w] = await Promise.all([
+        pool.query<DeliveryRow>(DELIVERIES),
+        pool.query<EventRow>(EVENTS),
+        pool.query<WebhookRow>(WEBHOOKS),
+      ]);
+      return {
+        deliveries: d.rows.map(toDelivery),
+        events: e.rows.map(toEvent),
+        webhooks: w.rows.map(toWebhook),
+      };
     },
     close: () => pool.end(),
   };

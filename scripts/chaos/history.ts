@@ -108,9 +108,17 @@ export interface DbEvent {
   idempotencyKey: string | null;
 }
 
+export interface DbWebhook {
+  id: string;
+  active: boolean;
+  events: string[];
+  url: string;
+}
+
 export interface DatabaseView {
   deliveries: DbDelivery[];
   events: DbEvent[];
+  webhooks: DbWebhook[];
 }
 
 export interface RunHistory {

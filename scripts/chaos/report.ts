@@ -56,6 +56,7 @@ export function formatText(r: CampaignResult): string {
     ["bad signatures", String(c.badSignatures), "webhook-signature or X-Continuum-Signature invalid"],
     ["idempotency", String(c.idempotencyViolations), "one key acknowledged as two events"],
     ["refused emits", String(c.refused), "valid emits answered 4xx"],
+    ["webhook state", String(c.stateMismatches), "webhooks not as their last acknowledged PATCH left them"],
     ["dead-lettered", String(c.deadLettered), ""],
     [
       "5xx yet written",

@@ -95,10 +95,26 @@ function cleanHistory(): RunHistory {
         errorMessage: null,
       })),
       events: emits.map((e) => ({ id: e.eventId!, userId: e.userId, event: e.event, idempotencyKey: e.key })),
+      webhooks: [a, b, c].map((w) => ({
+        id: w.id,
+        active: true,
+        events: [...w.initial.events],
+        url: `http://127.0.0.1:9${w.initial.path}`,
+      })),
     },
     drain: { drained: true, ms: 1500, lastDepth: 0, lastWaiting: 0 },
     healProblems: [],
   };
+}
+
+/** The database's webhook rows as the history's last changes left them. */
+function settle(h: RunHistory): RunHistory {
+  for (const w of h.webhooks) {
+    const row = h.db.webhooks.find((r) => r.id === w.id)!;
+    const st = w.changes.at(-1)?.to ?? w.initial;
+    Object.assign(row, { active: st.active, events: [...st.events], url: `http://127.0.0.1:9${st.path}` });
+  }
+  return h;
 }
 
 describe("chaos checker", () => {
@@ -230,12 +246,12 @@ describe("chaos checker", () => {
     // The emit read the new subscription: no delivery for b at all.
     h.receipts = h.receipts.filter((r) => !(r.webhook === "b" && r.key === "k1"));
     h.db.deliveries = h.db.deliveries.filter((d) => d.id !== "dlv_k1_b");
-    const v = check(h);
+    const v = check(settle(h));
     expect(v.ok).toBe(true);
     expect(v.counts.ambiguous).toBeGreaterThan(0);
     // Beyond the margin, the same loss counts.
     b.changes[0] = { ...b.changes[0]!, sentAt: T + 5000, ackedAt: T + 5050 };
-    expect(check(h).counts.lost).toBe(1);
+    expect(check(settle(h)).counts.lost).toBe(1);
   });
 
   it("holds an ambiguous event to the delivery the database made for it", () => {
@@ -250,7 +266,7 @@ describe("chaos checker", () => {
     // The row for (k1, b) exists but b never got it: lost, ambiguity or not.
     h.receipts = h.receipts.filter((r) => !(r.webhook === "b" && r.key === "k1"));
     h.db.deliveries.find((d) => d.id === "dlv_k1_b")!.status = "dead_letter";
-    const v = check(h);
+    const v = check(settle(h));
     expect(v.counts.ambiguousChecked).toBe(1);
     expect(v.counts.lost).toBe(1);
     expect(v.ok).toBe(false);
@@ -265,7 +281,7 @@ describe("chaos checker", () => {
       to: { ...b.initial, events: ["sync.failed"] },
       what: "events",
     });
-    const v = check(h);
+    const v = check(settle(h));
     // k1 (memory.created) is now unexpected at b, and k2 (sync.failed) is lost there.
     expect(v.counts.unexpected).toBe(1);
     expect(v.counts.lost).toBe(1);
@@ -329,6 +345,29 @@ describe("chaos checker", () => {
     expect(v.failures.join()).toMatch(/did not drain/);
   });
 
+  it("flags a webhook that does not end as its last acknowledged PATCH left it", () => {
+    const h = cleanHistory();
+    const a = h.webhooks[0]!;
+    a.changes.push({
+      sentAt: T + 9000,
+      ackedAt: T + 9010,
+      to: { ...a.initial, active: false },
+      what: "disable",
+    });
+    a.changes.push({
+      sentAt: T + 9100,
+      ackedAt: T + 9110,
+      to: { ...a.initial, active: true },
+      what: "enable",
+    });
+    expect(check(h).ok).toBe(true);
+    // An abandoned "disable" applied after the acknowledged "enable":
+    h.db.webhooks[0]!.active = false;
+    const v = check(h);
+    expect(v.counts.stateMismatches).toBe(1);
+    expect(v.ok).toBe(false);
+  });
+
   it("flags a heal that could not complete", () => {
     const h = cleanHistory();
     h.healProblems = ["re-enabling webhook a: PATCH /api/v1/webhooks/whk_a: 500 until the deadline"];
@@ -359,7 +398,7 @@ describe("chaos checker", () => {
     h.emits[0]!.refused = "409 conflict";
     expect(check(h).failures.join()).toMatch(/refused/);
     const empty = { ...cleanHistory(), emits: [], receipts: [] };
-    empty.db = { deliveries: [], events: [] };
+    empty.db = { ...empty.db, deliveries: [], events: [] };
     expect(check(empty).failures.join()).toMatch(/nothing was acknowledged/);
   });
 });
