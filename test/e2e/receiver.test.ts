@@ -94,5 +94,5 @@ describe("continuum-webhooks receiver", () => {
       expect(r.code).toBe(2);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }
-  });
+  }, 90_000); // several CLI starts one after another, on a shared machine
 });

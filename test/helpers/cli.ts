@@ -99,7 +99,7 @@ export async function startServe(
     err += d.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`serve exited early (${child.exitCode}): ${err}`);
     try {
@@ -108,7 +108,7 @@ export async function startServe(
     } catch {
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
-        throw new Error(`serve not ready within ${opts.readyTimeoutMs ?? 15_000} ms: ${err}`);
+        throw new Error(`serve not ready within ${opts.readyTimeoutMs ?? 30_000} ms: ${err}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
