@@ -54,10 +54,6 @@ export class InFlight {
     return abort.signal;
   }
 
-  has(deliveryId: string): boolean {
-    return this.#byId.has(deliveryId);
-  }
-
   /** The attempt is over; its outcome waits to be written (the slot stays taken until then). */
   answered(deliveryId: string): void {
     const f = this.#byId.get(deliveryId);
@@ -86,10 +82,6 @@ export class InFlight {
     ids?.delete(deliveryId);
     if (ids?.size === 0) this.#byHook.delete(webhookId);
     return true;
-  }
-
-  deliveries(): ClaimedDelivery[] {
-    return [...this.#byId.values()].map((f) => f.delivery);
   }
 
   /** Ids whose lease is due for renewal at `now`; they count as renewed from now on. */
