@@ -101,7 +101,15 @@ export interface EmitterDeps {
 }
 
 export class Emitter {
+  /** Hand-offs to the queue still running (see emitBatch). */
+  readonly #handoffs = new Set<Promise<void>>();
+
   constructor(private readonly deps: EmitterDeps) {}
+
+  /** Resolves once every committed emit has been handed to the queue (close, tests). */
+  async flush(): Promise<void> {
+    while (this.#handoffs.size > 0) await Promise.all(this.#handoffs);
+  }
 
   emit(event: string, options: EmitOptions): Promise<EmitResult> {
     return this.emitBatch([{ event, ...options }]).then(
@@ -128,7 +136,14 @@ export class Emitter {
     );
     const entries = writes.flatMap((w) => w.entries);
     if (entries.length > 0) {
-      await this.deps.queue.enqueue(entries, now);
+      // Committed: the answer goes out now. The queue is told in the background, so a slow or
+      // stopped queue server (Redis) delays delivery, never the producer; what it misses, the
+      // workers' sweep finds in the database (CONTRACT §3).
+      const handoff: Promise<void> = this.deps.queue
+        .enqueue(entries, now)
+        .catch(() => {})
+        .finally(() => this.#handoffs.delete(handoff));
+      this.#handoffs.add(handoff);
       const byPriority = new Map<number, number>();
       for (const e of entries) byPriority.set(e.priority, (byPriority.get(e.priority) ?? 0) + 1);
       for (const [p, count] of byPriority) {

@@ -159,6 +159,7 @@ export function createEngine(options: EngineOptions): Engine {
       closed ??= (async () => {
         clock.clearTimeout(purgeTimer);
         purgeTimer = null;
+        await emitter.flush();
         await worker?.stop();
         await queue.close();
         if (!options.client) await client.close();
