@@ -78,10 +78,10 @@ export function createSqliteQueue(store: SqliteStore, owner: string): DeliveryQu
         const max = Math.min(request.max, request.limit - (mine?.size ?? 0));
         let got = 0;
         // One query per priority: each an exact index range, however many retries wait later.
-        // Deliveries already in flight are still due in the table: ask for that many more.
+        // Deliveries already in flight are still due in the table: the query leaves them out.
+        const inFlight = mine ? [...mine] : [];
         for (let p = 0; p < PRIORITY_NAMES.length && got < max; p++) {
-          for (const d of sql.due(webhookId, t, p, max - got + (mine?.size ?? 0))) {
-            if (got >= max || mine?.has(d.id)) continue;
+          for (const d of sql.due(webhookId, t, p, max - got, inFlight)) {
             if (!mine) {
               mine = new Set();
               held.set(webhookId, mine);

@@ -125,6 +125,10 @@ describe("store conformance: sqlite queue statements", () => {
     expect(ids(later)).toEqual(ids([a4!, a2!, a3!, a1!, retry!]));
     expect(later.find((d) => d.id === retry!.id)?.attempts).toBe(1);
     expect(ids(later)).not.toContain(done!.id);
+    // What the process holds in flight is left out, and the limit counts only the rest.
+    const held = [a4!.id, a3!.id];
+    expect(ids(store.queue.due(w.id, at(3 * SECOND), 1, 10, held))).toEqual(ids([a2!, a1!]));
+    expect(ids(store.queue.due(w.id, at(3 * SECOND), 1, 1, held))).toEqual(ids([a2!]));
   });
 
   it("reschedule makes waiting deliveries due at a new time, and never revives a finished one", async () => {

@@ -11,9 +11,12 @@ const same = (p: string) => p;
 
 export function sqliteQueueStatements(sqlite: SQLite.Database): SqliteQueueStatements {
   const st = {
-    due: sqlite.prepare<[string, string, number, number], ClaimRow>(
+    // What this process holds in flight is still due in the table (the lease lives in memory):
+    // it is left out here, so its payload is not read again on every claim.
+    due: sqlite.prepare<[string, string, number, string, number], ClaimRow>(
       `SELECT id, webhook_id, priority, event, payload, attempts FROM webhook_deliveries
        WHERE webhook_id = ? AND ${WAITING} AND next_retry_at <= ? AND priority = ?
+         AND id NOT IN (SELECT value FROM json_each(?))
        ORDER BY next_retry_at LIMIT ?`,
     ),
     ready: sqlite.prepare<[string, string, string], { id: string }>(
@@ -58,8 +61,8 @@ export function sqliteQueueStatements(sqlite: SQLite.Database): SqliteQueueState
   });
 
   return {
-    due: (webhookId, now, priority, limit) =>
-      st.due.all(webhookId, now, priority, limit).map((r) => toClaimed(r, same)),
+    due: (webhookId, now, priority, limit, held = []) =>
+      st.due.all(webhookId, now, priority, JSON.stringify(held), limit).map((r) => toClaimed(r, same)),
     readyWebhooks: (now) => st.ready.all(now, now, now).map((r) => r.id),
     reschedule: (ids, dueAt) => rescheduleTx(ids, dueAt),
     depth: () => depthByPriority(st.depth.all()),
