@@ -14,7 +14,7 @@ import {
 } from "./events.js";
 import { newId } from "./ids.js";
 import { PRIORITY_NAMES, PRIORITY_RANK, type Priority } from "./models.js";
-import type { DeliveryQueue } from "./queue/queue.js";
+import type { Handoffs } from "./queue/queue.js";
 import { CanonicalJsonError, canonicalJson } from "./signer.js";
 import type { EmitRow, EngineStatements } from "./store/types.js";
 import { isStorableText, UNSTORABLE_TEXT, unstorablePath } from "./text.js";
@@ -95,21 +95,13 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 export interface EmitterDeps {
   engineStore: EngineStatements;
-  queue: DeliveryQueue;
+  handoffs: Handoffs;
   clock: Clock;
   events: EngineEvents;
 }
 
 export class Emitter {
-  /** Hand-offs to the queue still running (see emitBatch). */
-  readonly #handoffs = new Set<Promise<void>>();
-
   constructor(private readonly deps: EmitterDeps) {}
-
-  /** Resolves once every committed emit has been handed to the queue (close, tests). */
-  async flush(): Promise<void> {
-    while (this.#handoffs.size > 0) await Promise.all(this.#handoffs);
-  }
 
   emit(event: string, options: EmitOptions): Promise<EmitResult> {
     return this.emitBatch([{ event, ...options }]).then(
@@ -136,14 +128,8 @@ export class Emitter {
     );
     const entries = writes.flatMap((w) => w.entries);
     if (entries.length > 0) {
-      // Committed: the answer goes out now. The queue is told in the background, so a slow or
-      // stopped queue server (Redis) delays delivery, never the producer; what it misses, the
-      // workers' sweep finds in the database (CONTRACT §3).
-      const handoff: Promise<void> = this.deps.queue
-        .enqueue(entries, now)
-        .catch(() => {})
-        .finally(() => this.#handoffs.delete(handoff));
-      this.#handoffs.add(handoff);
+      // Committed: the answer goes out now, and the queue is told in the background.
+      this.deps.handoffs.send(entries, now);
       const byPriority = new Map<number, number>();
       for (const e of entries) byPriority.set(e.priority, (byPriority.get(e.priority) ?? 0) + 1);
       for (const [p, count] of byPriority) {

@@ -13,7 +13,7 @@ import { createDeliveryClient, type DeliveryClient } from "./http-client.js";
 import type { Logger } from "./logger.js";
 import { WebhookManager } from "./manager.js";
 import { createPgQueue } from "./queue/pg-queue.js";
-import type { DeliveryQueue } from "./queue/queue.js";
+import { type DeliveryQueue, Handoffs } from "./queue/queue.js";
 import { createRedisQueue } from "./queue/redis-queue.js";
 import { createSqliteQueue } from "./queue/sql-queue.js";
 import { purgeExpired } from "./stats.js";
@@ -117,11 +117,12 @@ export function createEngine(options: EngineOptions): Engine {
         ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
       })
     : null;
-  const emitter = new Emitter({ engineStore, queue, clock, events });
+  const handoffs = new Handoffs(queue);
+  const emitter = new Emitter({ engineStore, handoffs, clock, events });
   const manager = new WebhookManager({
     store,
     engineStore,
-    queue,
+    handoffs,
     client,
     clock,
     environment: config.environment,
@@ -159,7 +160,7 @@ export function createEngine(options: EngineOptions): Engine {
       closed ??= (async () => {
         clock.clearTimeout(purgeTimer);
         purgeTimer = null;
-        await emitter.flush();
+        await handoffs.flush();
         await worker?.stop();
         await queue.close();
         if (!options.client) await client.close();

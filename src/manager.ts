@@ -19,7 +19,7 @@ import {
   type WebhookInput,
 } from "./manager-input.js";
 import { DELIVERY_STATUSES, type WebhookRecord } from "./models.js";
-import type { DeliveryQueue } from "./queue/queue.js";
+import type { Handoffs } from "./queue/queue.js";
 import { canonicalJson, generateSecret } from "./signer.js";
 import {
   type DeliveryFilter,
@@ -55,7 +55,8 @@ export interface TestResult {
 export interface ManagerDeps {
   store: Store;
   engineStore: EngineStatements;
-  queue: DeliveryQueue;
+  /** Committed rows to the queue, without waiting for its server. */
+  handoffs: Handoffs;
   client: DeliveryClient;
   clock: Clock;
   environment: Environment;
@@ -173,7 +174,7 @@ export class WebhookManager {
         // Deliveries parked while it was disabled go out now (none when it was never disabled).
         const now = this.#now();
         const resumed = await this.deps.store.deliveries.resumeParked(id, new Date(now).toISOString());
-        if (resumed.length > 0) await this.deps.queue.enqueue(resumed, now);
+        this.deps.handoffs.send(resumed, now);
       }
       this.#changed(id);
       return webhookView(w, this.#now());
@@ -321,7 +322,7 @@ export class WebhookManager {
     if (!(await this.deps.store.deliveries.requeue(d.id, now))) {
       throw new ManagerError("conflict", "the delivery is still pending", "delivery_id");
     }
-    await this.deps.queue.enqueue([{ id: d.id, webhookId, priority: d.priority }], this.#now());
+    this.deps.handoffs.send([{ id: d.id, webhookId, priority: d.priority }], this.#now());
     return deliveryView({ ...d, status: "pending", nextRetryAt: now, completedAt: null });
   }
 }

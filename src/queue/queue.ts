@@ -62,6 +62,31 @@ export interface DeliveryQueue {
   close(): Promise<void>;
 }
 
+/**
+ * Tells the queue about rows already committed, without making the caller wait for the queue's
+ * server: a slow or stopped Redis delays delivery, never an emit or an API answer (CONTRACT §3).
+ * What the queue misses, the workers' sweep finds in the database.
+ */
+export class Handoffs {
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(private readonly queue: DeliveryQueue) {}
+
+  send(entries: readonly QueueEntry[], dueAt: number): void {
+    if (entries.length === 0) return;
+    const handoff: Promise<void> = this.queue
+      .enqueue(entries, dueAt)
+      .catch(() => {}) // the queue logs its own failures; the rows stand
+      .finally(() => this.#running.delete(handoff));
+    this.#running.add(handoff);
+  }
+
+  /** Resolves once every hand-off so far has reached the queue or failed (close, tests). */
+  async flush(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all(this.#running);
+  }
+}
+
 /** A tiny listener set shared by the queue implementations. */
 export class WakeSignal {
   #listeners = new Set<(ids: readonly string[]) => void>();
