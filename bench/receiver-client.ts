@@ -7,6 +7,14 @@ export interface ReceiverReport {
   duplicates: number;
   latencies: number[];
   rss: number;
+  /** The most requests in flight at once, per path, since the last reset. */
+  maxInFlight: Record<string, number>;
+  /** Per path, the sum over time of requests in flight (ms × requests) since the last reset. */
+  busyMs: Record<string, number>;
+  /** The most requests in flight at once over all paths, since the last reset. */
+  maxInFlightAll: number;
+  /** Requests to `/hang/…` paths held open now. */
+  held: number;
 }
 
 /** The bench receiver (receiver-process.ts) in a child process, driven over IPC. */
@@ -34,6 +42,11 @@ export class ReceiverProcess {
 
   setSecrets(secrets: Record<string, string>): void {
     this.child.send({ secrets });
+  }
+
+  /** Destroys the sockets of every held `/hang/…` request. */
+  release(): void {
+    this.child.send({ release: true });
   }
 
   report(reset = false): Promise<ReceiverReport> {

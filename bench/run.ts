@@ -1,6 +1,7 @@
 /**
  * `npm run bench` prints a table; `npm run bench -- --json` prints one JSON object per figure.
- * `npm run bench -- signing` runs only the benches whose name contains "signing".
+ * `npm run bench -- signing` runs only the benches whose name contains "signing";
+ * `npm run bench -- engine:hanging` only the parts of "engine" whose name contains "hanging".
  * Every figure is reported beside a baseline measured in the same run, because this machine is
  * shared and noisy: absolute times drift, ratios much less.
  */
@@ -21,9 +22,15 @@ const all: Figure[] = [];
 for (const file of files) {
   const mod = (await import(pathToFileURL(join(here, file)).href)) as { default: Bench };
   const bench = mod.default;
-  if (filters.length > 0 && !filters.some((f) => bench.name.includes(f) || file.includes(f))) continue;
-  if (!json) process.stderr.write(`running ${bench.name}…\n`);
-  const figures = await bench.run();
+  // "bench" or "bench:part": which filters name this bench, and which of its parts they ask for.
+  const asked = filters
+    .map((f) => f.split(":") as [string, string?])
+    .filter(([b]) => bench.name.includes(b) || file.includes(b));
+  if (filters.length > 0 && asked.length === 0) continue;
+  const parts = asked.some(([, p]) => p === undefined) ? [] : asked.map(([, p]) => p!);
+  const only = (part: string) => parts.length === 0 || parts.some((p) => part.includes(p));
+  if (!json) process.stderr.write(`running ${bench.name}${parts.length ? ` (${parts.join(", ")})` : ""}…\n`);
+  const figures = await bench.run(only);
   for (const f of figures) {
     all.push(f);
     if (json) process.stdout.write(`${JSON.stringify(f)}\n`);

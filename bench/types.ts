@@ -10,5 +10,9 @@ export interface Figure {
 
 export interface Bench {
   name: string;
-  run(): Promise<Figure[]>;
+  /**
+   * `only(part)` says whether to run a named part of the bench (`npm run bench -- engine:shapes`
+   * runs only the parts of "engine" whose name contains "shapes"); a bench without parts ignores it.
+   */
+  run(only?: (part: string) => boolean): Promise<Figure[]>;
 }
