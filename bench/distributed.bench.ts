@@ -1,19 +1,27 @@
 /**
- * Distributed mode: two `worker` processes delivering from PostgreSQL, with the Redis queue and
- * with the Postgres-only queue, to a receiver process that verifies every signature. The baseline
- * is raw undici POSTs of signed bodies to the same receiver, in the same run.
+ * Distributed mode: two `worker` processes at their DEFAULT settings (no WEBHOOK_WORKERS)
+ * delivering from PostgreSQL, with the Redis queue and with the Postgres-only queue, to a receiver
+ * process that verifies every signature. The baseline is raw undici POSTs of signed bodies to the
+ * same receiver, in the same run (bench/raw.ts).
  *
  * "Where the time goes": CPU seconds each party used during a run (the two workers, the
  * producer in this process, the receiver, redis-server, every postgres process — PostgreSQL is
  * shared with whatever else runs on the machine), plus the producer's emit rate on its own.
  *
- *   BENCH_DIST_EVENTS   events per run (× 50 webhooks = deliveries), default 400
+ * One hot webhook (issue 13): every event to one webhook, whose allowance is 10 in flight across
+ * the fleet. Its rate is set against raw undici at 10 in flight; and since the receiver answers
+ * each request within the turn its body arrived in (so it never sees more than one at once), a
+ * second run goes to a path the receiver answers after BENCH_HOT_DELAY_MS, where the most and
+ * the mean in flight it saw show whether the fleet uses the allowance, and never more.
+ *
+ *   BENCH_DIST_EVENTS   events per throughput run (× 50 webhooks = deliveries), default 400
+ *   BENCH_HOT_EVENTS    events (= deliveries) per hot-webhook run, default 5000
+ *   BENCH_HOT_DELAY_MS  the receiver's answer delay in the second hot run, default 10
  *   needs TEST_DATABASE_URL (PostgreSQL) and a `redis-server` binary; skipped without them
+ *   parts, to run one alone: `npm run bench -- distributed:hot` (throughput, hot, stages)
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { Pool } from "undici";
 import { loadConfig } from "../src/config.js";
 import { createEngine } from "../src/engine.js";
 import { newId } from "../src/ids.js";
@@ -21,43 +29,21 @@ import { createLogger } from "../src/logger.js";
 import { createPgQueue } from "../src/queue/pg-queue.js";
 import type { DeliveryQueue } from "../src/queue/queue.js";
 import { createRedisQueue } from "../src/queue/redis-queue.js";
-import { signBody } from "../src/signer.js";
 import { migrate, type Outcome, openStore } from "../src/store/index.js";
 import { freePort } from "../test/helpers/cli.js";
 import { startRedisServer } from "../test/helpers/redis-server.js";
 import { createPgSchema } from "../test/helpers/services.js";
-import { ReceiverProcess } from "./receiver-client.js";
+import { cpuOf, ownCpu, postgresCpu, receiverCpu } from "./proc.js";
+import { rawUndici } from "./raw.js";
+import { ReceiverProcess, type ReceiverReport } from "./receiver-client.js";
 import type { Bench, Figure } from "./types.js";
 
 const WEBHOOKS = 50;
-const IN_FLIGHT = 64; // per worker process, and the baseline's connections
+/** The throughput baseline's requests in flight (one Pool, as many connections). */
+const RAW_IN_FLIGHT = 64;
+/** The per-webhook allowance at the defaults (WEBHOOK_ENDPOINT_CONCURRENCY). */
+const ALLOWANCE = 10;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const TICK = 100; // clock ticks per second, for /proc/<pid>/stat
-
-/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
-function cpuOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / TICK;
-  } catch {
-    return 0;
-  }
-}
-
-/** CPU seconds of every process `pgrep` finds with these arguments. */
-function cpuOfAll(args: string[]): number {
-  try {
-    const pids = execFileSync("pgrep", args, { encoding: "utf8" }).trim().split("\n");
-    return pids.reduce((s, p) => s + cpuOf(Number(p)), 0);
-  } catch {
-    return 0;
-  }
-}
-const postgresCpu = () => cpuOfAll(["-x", "postgres"]);
-/** The receiver is our child process running receiver-process.ts. */
-const receiverCpu = () => cpuOfAll(["-P", String(process.pid), "-f", "receiver-process"]);
 
 async function startWorker(env: Record<string, string>): Promise<ChildProcess> {
   const port = await freePort();
@@ -82,11 +68,22 @@ async function startWorker(env: Record<string, string>): Promise<ChildProcess> {
 interface RunResult {
   rate: number;
   emitRate: number;
+  secs: number;
   cpu: Record<string, number>;
+  report: ReceiverReport;
+  /** The receiver paths of the run's webhooks. */
+  paths: string[];
 }
 
-/** One run: fresh schema, two workers, `events` × WEBHOOKS deliveries. */
-async function run(rx: ReceiverProcess, events: number, withRedis: boolean): Promise<RunResult> {
+/**
+ * One run: fresh schema, two default workers, `events` × `webhooks` deliveries (one user, every
+ * webhook on "*"), to paths under `prefix` on the receiver.
+ */
+async function run(
+  rx: ReceiverProcess,
+  opts: { events: number; webhooks: number; withRedis: boolean; prefix: string },
+): Promise<RunResult> {
+  const { events, webhooks, withRedis } = opts;
   const schema = await createPgSchema();
   const redis = withRedis ? await startRedisServer() : undefined;
   const store = openStore({ databaseUrl: schema.url, pgPoolSize: 8 });
@@ -101,19 +98,14 @@ async function run(rx: ReceiverProcess, events: number, withRedis: boolean): Pro
       workers: false,
     });
     const secrets: Record<string, string> = {};
-    for (let k = 0; k < WEBHOOKS; k++) {
-      const path = `/${withRedis ? "r" : "p"}/h${k}`;
+    for (let k = 0; k < webhooks; k++) {
+      const path = `${opts.prefix}/${withRedis ? "r" : "p"}/h${k}`;
       secrets[path] = (
         await producer.manager.create("user0", { url: `${rx.url}${path}`, events: ["*"] })
       ).secret;
     }
     rx.setSecrets(secrets);
-    const env = {
-      ...common,
-      DATABASE_URL: schema.url,
-      WEBHOOK_WORKERS: String(IN_FLIGHT),
-      LOG_LEVEL: "error",
-    };
+    const env = { ...common, DATABASE_URL: schema.url, LOG_LEVEL: "error" };
     workers.push(await startWorker(env), await startWorker(env));
     await rx.report(true);
     const cpu0 = {
@@ -134,13 +126,12 @@ async function run(rx: ReceiverProcess, events: number, withRedis: boolean): Pro
       );
     }
     const emitSecs = (performance.now() - started) / 1000;
-    const total = events * WEBHOOKS;
+    const total = events * webhooks;
     const r = await rx.waitFor(total, 600_000);
     const secs = (performance.now() - started) / 1000;
-    const producerCpu = process.cpuUsage(cpu0.producer);
     const cpu = {
       workers: workers.reduce((s, w) => s + cpuOf(w.pid), 0) - cpu0.workers,
-      producer: (producerCpu.user + producerCpu.system) / 1e6,
+      producer: ownCpu(cpu0.producer),
       receiver: receiverCpu() - cpu0.receiver,
       redis: cpuOf(redis?.pid) - cpu0.redis,
       postgres: postgresCpu() - cpu0.postgres,
@@ -149,49 +140,20 @@ async function run(rx: ReceiverProcess, events: number, withRedis: boolean): Pro
       throw new Error(`distributed run: ${r.verified}/${total} verified, ${r.rejected} bad`);
     }
     await producer.close();
-    return { rate: total / secs, emitRate: total / emitSecs, cpu };
+    return {
+      rate: total / secs,
+      emitRate: total / emitSecs,
+      secs,
+      cpu,
+      report: r,
+      paths: Object.keys(secrets),
+    };
   } finally {
     for (const w of workers) w.kill("SIGKILL");
     await store.close();
     await redis?.stop();
     await schema.drop();
   }
-}
-
-/** Raw undici: the same number of signed bodies, IN_FLIGHT × 2 in flight, to the same receiver. */
-async function rawUndici(rx: ReceiverProcess, bodies: number): Promise<number> {
-  const secret = "whsec_dC1A52h4mGNRHOUUWM3W1DJivP8DB76UVlCPQWTB7aw=";
-  const paths = Array.from({ length: WEBHOOKS }, (_, k) => `/raw/h${k}`);
-  rx.setSecrets(Object.fromEntries(paths.map((p) => [p, secret])));
-  const lanes = IN_FLIGHT * 2;
-  const pool = new Pool(rx.url, { connections: lanes, pipelining: 1 });
-  const body = JSON.stringify({
-    id: "evt_x",
-    event: "memory.created",
-    created_at: "",
-    user_id: "u",
-    data: {},
-  });
-  let next = 0;
-  const started = performance.now();
-  const lane = async () => {
-    while (next < bodies) {
-      const i = next++;
-      const headers = signBody({
-        secret,
-        body,
-        deliveryId: `dlv_${i}`,
-        timestamp: Math.floor(Date.now() / 1000),
-        event: "memory.created",
-      });
-      const res = await pool.request({ path: paths[i % paths.length]!, method: "POST", body, headers });
-      await res.body.dump();
-    }
-  };
-  await Promise.all(Array.from({ length: lanes }, lane));
-  const rate = bodies / ((performance.now() - started) / 1000);
-  await pool.close();
-  return rate;
 }
 
 /**
@@ -310,60 +272,117 @@ const cpuNote = (c: Record<string, number>) =>
     .map(([k, v]) => `${k} ${v.toFixed(1)}`)
     .join(", ");
 
+const MODES = [
+  ["PostgreSQL + Redis", true],
+  ["Postgres-only queue", false],
+] as const;
+
+async function throughput(rx: ReceiverProcess, events: number): Promise<Figure[]> {
+  const total = events * WEBHOOKS;
+  const runs = [];
+  for (const [name, withRedis] of MODES) {
+    runs.push({ name, r: await run(rx, { events, webhooks: WEBHOOKS, withRedis, prefix: "" }) });
+  }
+  const raw = await rawUndici(rx, { bodies: total, paths: WEBHOOKS, inFlight: RAW_IN_FLIGHT });
+  return runs.flatMap(({ name, r }): Figure[] => [
+    {
+      name: `e2e throughput, ${name}, 2 workers (50 webhooks)`,
+      value: r.rate,
+      unit: "deliveries/s",
+      baseline: raw.rate,
+      ratio: r.rate / raw.rate,
+      note: `${total} verified deliveries, 2 workers at defaults; baseline raw undici, ${RAW_IN_FLIGHT} in flight; CPU s: ${cpuNote(r.cpu)}`,
+    },
+    {
+      name: `emit into PostgreSQL, ${name} (producer alone)`,
+      value: r.emitRate,
+      unit: "deliveries/s",
+      baseline: null,
+      ratio: null,
+      note: "100 events × 50 subscribers per emitBatch, while the workers deliver",
+    },
+  ]);
+}
+
+async function hot(rx: ReceiverProcess): Promise<Figure[]> {
+  const events = Number(process.env.BENCH_HOT_EVENTS ?? 5000);
+  const delayMs = Number(process.env.BENCH_HOT_DELAY_MS ?? 10);
+  const delayed = `/delay/${delayMs}`;
+  const figures: Figure[] = [];
+  const rawFast = await rawUndici(rx, { bodies: events, paths: 1, inFlight: ALLOWANCE, tag: "hot" });
+  const rawSlow = await rawUndici(rx, {
+    bodies: events,
+    paths: 1,
+    inFlight: ALLOWANCE,
+    tag: "hot",
+    prefix: delayed,
+  });
+  for (const [name, withRedis] of MODES) {
+    const fast = await run(rx, { events, webhooks: 1, withRedis, prefix: "/hot" });
+    const slow = await run(rx, { events, webhooks: 1, withRedis, prefix: `${delayed}/hot` });
+    const path = slow.paths[0]!;
+    const max = slow.report.maxInFlight[path] ?? 0;
+    const mean = (slow.report.busyMs[path] ?? 0) / (slow.secs * 1000);
+    figures.push(
+      {
+        name: `hot webhook, ${name}, 2 workers`,
+        value: fast.rate,
+        unit: "deliveries/s",
+        baseline: rawFast.rate,
+        ratio: fast.rate / rawFast.rate,
+        note: `goal ≥ 0.3; ${events} events to one webhook, 2 workers at defaults; baseline raw undici, ${ALLOWANCE} in flight (Pool of ${ALLOWANCE}); CPU s: ${cpuNote(fast.cpu)}`,
+      },
+      {
+        name: `hot webhook, most in flight at the receiver, ${name}, 2 workers`,
+        value: max,
+        unit: "requests",
+        baseline: ALLOWANCE,
+        ratio: max / ALLOWANCE,
+        note: `goal exactly ${ALLOWANCE}, never more; receiver answers after ${delayMs} ms; mean in flight ${mean.toFixed(1)}; ${slow.rate.toFixed(0)}/s vs raw undici at ${ALLOWANCE} in flight ${rawSlow.rate.toFixed(0)}/s (${(slow.rate / rawSlow.rate).toFixed(2)})`,
+      },
+    );
+  }
+  return figures;
+}
+
+async function stageFigures(events: number): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  for (const [name, withRedis] of [
+    ["Redis queue", true],
+    ["Postgres-only queue", false],
+  ] as const) {
+    const rates = await stages(withRedis, events);
+    for (const [stage, rate] of Object.entries(rates)) {
+      if (!withRedis && stage === "settle") continue; // a no-op there
+      figures.push({
+        name: `stage alone: ${stage}, ${name}`,
+        value: rate,
+        unit: "deliveries/s",
+        baseline: null,
+        ratio: null,
+        note: "one process, no HTTP",
+      });
+    }
+  }
+  return figures;
+}
+
 export default {
   name: "distributed",
-  async run() {
+  async run(only = () => true) {
     if (!process.env.TEST_DATABASE_URL) {
       process.stderr.write("distributed: skipped (set TEST_DATABASE_URL, and have redis-server on PATH)\n");
       return [];
     }
     const events = Number(process.env.BENCH_DIST_EVENTS ?? 400);
-    const total = events * WEBHOOKS;
     const rx = await ReceiverProcess.start();
     try {
-      const redis = await run(rx, events, true);
-      const pgOnly = await run(rx, events, false);
-      const raw = await rawUndici(rx, total);
-      const figure = (name: string, r: RunResult): Figure[] => [
-        {
-          name: `e2e throughput, ${name}, 2 workers (50 webhooks)`,
-          value: r.rate,
-          unit: "deliveries/s",
-          baseline: raw,
-          ratio: r.rate / raw,
-          note: `${total} verified deliveries; CPU s: ${cpuNote(r.cpu)}`,
-        },
-        {
-          name: `emit into PostgreSQL, ${name} (producer alone)`,
-          value: r.emitRate,
-          unit: "deliveries/s",
-          baseline: null,
-          ratio: null,
-          note: "100 events × 50 subscribers per emitBatch, while the workers deliver",
-        },
-      ];
-      const stageFigures: Figure[] = [];
-      for (const [name, withRedis] of [
-        ["Redis queue", true],
-        ["Postgres-only queue", false],
-      ] as const) {
-        const rates = await stages(withRedis, events);
-        for (const [stage, rate] of Object.entries(rates)) {
-          if (!withRedis && stage === "settle") continue; // a no-op there
-          stageFigures.push({
-            name: `stage alone: ${stage}, ${name}`,
-            value: rate,
-            unit: "deliveries/s",
-            baseline: null,
-            ratio: null,
-            note: "one process, no HTTP",
-          });
-        }
-      }
+      // Warm-up (JIT, connections, the receiver), not measured.
+      await rawUndici(rx, { bodies: 5000, paths: 10, inFlight: RAW_IN_FLIGHT, tag: "warm" });
       return [
-        ...figure("PostgreSQL + Redis", redis),
-        ...figure("Postgres-only queue", pgOnly),
-        ...stageFigures,
+        ...(only("throughput") ? await throughput(rx, events) : []),
+        ...(only("hot") ? await hot(rx) : []),
+        ...(only("stages") ? await stageFigures(events) : []),
       ];
     } finally {
       await rx.stop();
