@@ -67,11 +67,27 @@ export const WEBHOOK_COLUMNS =
   "previous_secret_expires_at, retry_schedule, breaker_state, breaker_opened_at, disabled_reason";
 
 /** What DELIVERY_COLUMNS selects: everything but the lease. */
-export type DeliveryRow = Omit<Selectable<DeliveriesTable>, "lease_owner" | "lease_until">;
+export type DeliveryRow = Omit<Selectable<DeliveriesTable>, "lease_owner" | "lease_until" | "payload"> & {
+  /** Always present once read through DELIVERY_FROM. */
+  payload: string;
+};
+
+/**
+ * An event's payload is stored once, on its `webhook_events` row (CONTRACT §2); a delivery's own
+ * `payload` is NULL unless it has no event row (a test send, or a row written before migration
+ * 003). Every read of a delivery's payload goes through this join.
+ */
+export const DELIVERY_FROM = "webhook_deliveries d LEFT JOIN webhook_events e ON e.id = d.event_id";
+export const DELIVERY_PAYLOAD = "COALESCE(d.payload, e.payload)";
 
 export const DELIVERY_COLUMNS =
-  "id, webhook_id, event_id, event, payload, status, priority, attempts, next_retry_at, response_code, " +
-  "response_body, duration_ms, created_at, completed_at, error_message";
+  `d.id, d.webhook_id, d.event_id, d.event, ${DELIVERY_PAYLOAD} AS payload, d.status, d.priority, ` +
+  "d.attempts, d.next_retry_at, d.response_code, d.response_body, d.duration_ms, d.created_at, " +
+  "d.completed_at, d.error_message";
+
+/** Events older than the retention cutoff whose deliveries are all gone (they hold the payload). */
+export const PURGEABLE_EVENTS =
+  "NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)";
 
 export function toDelivery(row: DeliveryRow, body: (payload: string) => string): DeliveryRecord {
   return {

@@ -47,7 +47,8 @@ export interface DeliveriesTable {
   webhook_id: string;
   event_id: string | null;
   event: string;
-  payload: string;
+  /** NULL when the event row holds it (every emitted delivery since migration 003). */
+  payload: string | null;
   status: DeliveryStatus;
   priority: number;
   attempts: Generated<number>;

@@ -222,7 +222,13 @@ export interface WorkerStatements {
 /** The embedded queue's statements (store/sqlite/queue.ts). */
 export interface SqliteQueueStatements {
   /** Due deliveries of one webhook at one priority, oldest due first, leaving out `held` (in flight). */
-  due(webhookId: string, now: string, priority: number, limit: number, held?: readonly string[]): ClaimedDelivery[];
+  due(
+    webhookId: string,
+    now: string,
+    priority: number,
+    limit: number,
+    held?: readonly string[],
+  ): ClaimedDelivery[];
   readyWebhooks(now: string): string[];
   /** Makes waiting deliveries due at `dueAt` again (a release). */
   reschedule(ids: readonly string[], dueAt: string): void;

@@ -61,10 +61,14 @@ describe("POST /api/v1/events", () => {
     });
     expect(res.headers["idempotent-replayed"]).toBeUndefined();
     expect(await api.counts()).toMatchObject({ events: 1, deliveries: 2 });
-    const row = await api.store.db
-      .selectFrom("webhook_deliveries")
-      .select(["payload", "priority"])
-      .executeTakeFirstOrThrow();
+    // The payload is stored once, on the event; the deliveries point at it.
+    const rows = await api.store.db
+      .selectFrom("webhook_deliveries as d")
+      .innerJoin("webhook_events as e", "e.id", "d.event_id")
+      .select(["d.payload as own", "e.payload as payload", "d.priority"])
+      .execute();
+    expect(rows.map((r) => r.own)).toEqual([null, null]);
+    const row = rows[0]!;
     expect(JSON.parse(row.payload)).toMatchObject({
       id: body.id,
       event: "memory.created",

@@ -143,9 +143,14 @@ describe("webhook manager", () => {
       .where("id", "in", ids.slice(0, 20))
       .execute();
     const purged = await purgeExpired(t.store, { now: Date.now(), retentionDays: 30, batch: 7 });
-    expect(purged).toEqual({ deliveries: 20, events: 25 });
+    // The five pending deliveries keep their events: the payload is stored there, once.
+    expect(purged).toEqual({ deliveries: 20, events: 20 });
     const left = (await t.engine.manager.deliveries("alice", webhook.id, { limit: 100 })).data;
     expect(left.map((d) => d.status)).toEqual(["pending", "pending", "pending", "pending", "pending"]);
+    for (const d of left) {
+      const one = await t.engine.manager.delivery("alice", webhook.id, d.id);
+      expect(one.payload).toMatchObject({ event: "memory.created", user_id: "alice" });
+    }
   });
 
   it("refuses bad webhook input with the code and field the API answers, and writes nothing", async () => {

@@ -872,16 +872,19 @@ for (const backend of backends) {
           outcome(retry!, retrying(at(-39 * DAY), { attemptedAt: old })),
           outcome(recent!),
         ]);
-        expect(await store.deliveries.purgeBefore(at(-30 * DAY), 100)).toEqual({ deliveries: 3, events: 5 });
+        // The old events of the retry and the pending delivery stay: they hold those payloads.
+        expect(await store.deliveries.purgeBefore(at(-30 * DAY), 100)).toEqual({ deliveries: 3, events: 3 });
         for (const gone of [success, dead, gaveUp]) {
           expect(await store.deliveries.get(gone!.id)).toBeNull();
           expect(await store.deliveries.attempts(gone!.id)).toEqual([]);
         }
-        for (const kept of [retry, pending, recent])
-          expect(await store.deliveries.get(kept!.id)).not.toBeNull();
+        for (const kept of [retry, pending, recent]) {
+          const d = await store.deliveries.get(kept!.id);
+          expect(JSON.parse(d!.payload)).toMatchObject({ event: "memory.created", user_id: "alice" });
+        }
         expect(await store.deliveries.attempts(retry!.id)).toHaveLength(1);
         expect(await countRows(store, "webhook_delivery_attempts")).toBe(2);
-        expect(await countRows(store, "webhook_events")).toBe(1);
+        expect(await countRows(store, "webhook_events")).toBe(3);
         expect(await store.deliveries.purgeBefore(at(-30 * DAY), 100)).toEqual({ deliveries: 0, events: 0 });
       });
 

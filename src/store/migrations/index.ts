@@ -8,6 +8,7 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } fr
 import type { Dialect, Store } from "../types.js";
 import { initial } from "./001_initial.js";
 import { workerHeartbeats } from "./002_worker_heartbeats.js";
+import { payloadOnce } from "./003_payload_once.js";
 
 export interface DialectSql {
   sqlite: string[];
@@ -18,6 +19,7 @@ export interface DialectSql {
 const MIGRATIONS: ReadonlyArray<readonly [string, DialectSql]> = [
   ["001_initial", initial],
   ["002_worker_heartbeats", workerHeartbeats],
+  ["003_payload_once", payloadOnce],
 ];
 
 function provider(dialect: Dialect): MigrationProvider {
@@ -50,10 +52,10 @@ export class MigrationError extends Error {
  * moment (a concurrent test, an operator's cleanup) fails it with 3F000 although ours is intact.
  * That is transient: try again.
  */
-export async function migrate(store: Store): Promise<MigrationOutcome> {
+export async function migrate(store: Store, upTo?: string): Promise<MigrationOutcome> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await migrateOnce(store);
+      return await migrateOnce(store, upTo);
     } catch (err) {
       const code =
         (err as { cause?: { code?: string }; code?: string }).cause?.code ?? (err as { code?: string }).code;
@@ -63,7 +65,8 @@ export async function migrate(store: Store): Promise<MigrationOutcome> {
   }
 }
 
-async function migrateOnce(store: Store): Promise<MigrationOutcome> {
+/** `upTo` stops after that migration (to test one against data written by the ones before it). */
+async function migrateOnce(store: Store, upTo: string | undefined): Promise<MigrationOutcome> {
   // Kysely looks for its bookkeeping tables in every schema unless told which one: name ours, so
   // a second installation in another schema of the same database is not mistaken for this one.
   const schema =
@@ -75,7 +78,7 @@ async function migrateOnce(store: Store): Promise<MigrationOutcome> {
     provider: provider(store.dialect),
     ...(schema ? { migrationTableSchema: schema } : {}),
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await (upTo ? migrator.migrateTo(upTo) : migrator.migrateToLatest());
   if (error) {
     const failed = results?.find((r) => r.status === "Error");
     const detail = error instanceof Error ? error.message : String(error);

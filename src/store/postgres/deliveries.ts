@@ -9,32 +9,35 @@ import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
   DELIVERY_COLUMNS,
+  DELIVERY_FROM,
+  DELIVERY_PAYLOAD,
   type DeliveryRow,
   emptyStatusCounts,
+  PURGEABLE_EVENTS,
   toAttempt,
   toDelivery,
 } from "../common.js";
 import type { DeliveryStatements } from "../types.js";
 import { canonicalBody } from "./body.js";
 
-const SELECT = `SELECT ${DELIVERY_COLUMNS.replace("payload", "payload::text AS payload")} FROM webhook_deliveries`;
+const SELECT = `SELECT ${DELIVERY_COLUMNS.replace(`${DELIVERY_PAYLOAD} AS`, `${DELIVERY_PAYLOAD}::text AS`)} FROM ${DELIVERY_FROM}`;
 const EPOCH = "1970-01-01T00:00:00.000Z";
 
 export function pgDeliveries(pool: pg.Pool): DeliveryStatements {
   return {
     async get(id, webhookId) {
       const res = await pool.query<DeliveryRow>(
-        `${SELECT} WHERE id = $1 AND ($2::text IS NULL OR webhook_id = $2)`,
+        `${SELECT} WHERE d.id = $1 AND ($2::text IS NULL OR d.webhook_id = $2)`,
         [id, webhookId ?? null],
       );
       return res.rows[0] ? toDelivery(res.rows[0], canonicalBody) : null;
     },
     async list(webhookId, filter, page) {
       const res = await pool.query<DeliveryRow>(
-        `${SELECT} WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR event = $3)
-           AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)
-           AND ($6::text IS NULL OR id < $6)
-         ORDER BY id DESC LIMIT $7`,
+        `${SELECT} WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.status = $2) AND ($3::text IS NULL OR d.event = $3)
+           AND ($4::timestamptz IS NULL OR d.created_at >= $4) AND ($5::timestamptz IS NULL OR d.created_at < $5)
+           AND ($6::text IS NULL OR d.id < $6)
+         ORDER BY d.id DESC LIMIT $7`,
         [
           webhookId,
           filter.status ?? null,
@@ -107,7 +110,8 @@ export function pgDeliveries(pool: pg.Pool): DeliveryStatements {
         [cutoff, limit],
       );
       const e = await pool.query(
-        "DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events WHERE created_at < $1 LIMIT $2)",
+        `DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events WHERE created_at < $1
+           AND ${PURGEABLE_EVENTS} LIMIT $2)`,
         [cutoff, limit],
       );
       return { deliveries: d.rowCount ?? 0, events: e.rowCount ?? 0 };

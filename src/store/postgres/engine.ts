@@ -40,8 +40,8 @@ export function pgEngine(pool: pg.Pool): EngineStatements {
   return {
     /**
      * A whole batch in a fixed number of statements, whatever its size: subscribers for every
-     * user at once, events and deliveries each in one INSERT over arrays. The deliveries copy
-     * the payload from the event rows just written instead of shipping it once per webhook.
+     * user at once, events and deliveries each in one INSERT over arrays. The payload is written
+     * once, on the event row; its deliveries point at it.
      */
     emit(rows: EmitRow[], now: string, idemCutoff: string) {
       return inTransaction(pool, async (c) => {
@@ -130,9 +130,10 @@ export function pgEngine(pool: pg.Pool): EngineStatements {
         });
         if (ids.length > 0) {
           await c.query(
-            `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, attempts,
+            // No payload: the event row holds it, once for all its deliveries.
+            `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, status, priority, attempts,
                next_retry_at, duration_ms, created_at)
-             SELECT d.id, d.webhook_id, e.id, e.event, e.payload, 'pending', d.priority, 0, $5, 0, $5
+             SELECT d.id, d.webhook_id, e.id, e.event, 'pending', d.priority, 0, $5, 0, $5
              FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS d(id, webhook_id, event_id, priority)
              JOIN webhook_events e ON e.id = d.event_id`,
             [ids, hooks, events, priorities, now],

@@ -13,7 +13,13 @@ import { inTransaction, WAKE_CHANNEL } from "./engine.js";
 
 /** A timestamptz column as epoch milliseconds. */
 const epochMs = (col: string) => `round(extract(epoch from ${col}) * 1000)::float8`;
-const RETURNING = "RETURNING id, webhook_id, priority, event, payload::text AS payload, attempts";
+/**
+ * Claimed rows come out of an UPDATE … RETURNING named `claimed`; each is returned with the
+ * payload its event row holds (stored once per event, CONTRACT §2).
+ */
+const RETURNING = "RETURNING id, webhook_id, priority, event, event_id, payload, attempts";
+const CLAIMED = `SELECT c.id, c.webhook_id, c.priority, c.event, COALESCE(c.payload, e.payload)::text AS payload,
+  c.attempts FROM claimed c LEFT JOIN webhook_events e ON e.id = c.event_id`;
 const SWEEP_COLS = `id, webhook_id, priority, ${epochMs("next_retry_at")} AS due, lease_owner, ${epochMs("lease_until")} AS lease_until`;
 
 export function pgQueueStatements(pool: pg.Pool): PgQueueStatements {
@@ -51,10 +57,12 @@ export function pgQueueStatements(pool: pg.Pool): PgQueueStatements {
              SELECT d.id FROM req,
              LATERAL (SELECT id FROM webhook_deliveries
                       WHERE webhook_id = req.webhook_id AND ${WAITING} AND next_retry_at <= $5
-                      ORDER BY priority, next_retry_at LIMIT req.n FOR UPDATE SKIP LOCKED) d)
-           UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
-           WHERE id IN (SELECT id FROM picked)
-           ${RETURNING}`,
+                      ORDER BY priority, next_retry_at LIMIT req.n FOR UPDATE SKIP LOCKED) d),
+           claimed AS (
+             UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
+             WHERE id IN (SELECT id FROM picked)
+             ${RETURNING})
+           ${CLAIMED}`,
           [
             leaseUntil,
             owner,
@@ -65,16 +73,18 @@ export function pgQueueStatements(pool: pg.Pool): PgQueueStatements {
           ],
         );
       });
-      // RETURNING does not keep the sub-select's order: restore priority, then age.
+      // The result does not keep the sub-select's order: restore priority, then age.
       res.rows.sort((x, y) => x.priority - y.priority || (x.id < y.id ? -1 : 1));
       return claimed(res.rows);
     },
 
     async stampLeases(ids, now, leaseUntil, owner) {
       const res = await pool.query<ClaimRow>(
-        `UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
-         WHERE id = ANY($3::text[]) AND ${WAITING} AND (next_retry_at <= $4 OR lease_owner IS NOT NULL)
-         ${RETURNING}`,
+        `WITH claimed AS (
+           UPDATE webhook_deliveries SET next_retry_at = $1, lease_until = $1, lease_owner = $2
+           WHERE id = ANY($3::text[]) AND ${WAITING} AND (next_retry_at <= $4 OR lease_owner IS NOT NULL)
+           ${RETURNING})
+         ${CLAIMED}`,
         [leaseUntil, owner, ids, now],
       );
       return claimed(res.rows);

@@ -9,8 +9,10 @@ import {
   ATTEMPT_COLUMNS,
   type AttemptRow,
   DELIVERY_COLUMNS,
+  DELIVERY_FROM,
   type DeliveryRow,
   emptyStatusCounts,
+  PURGEABLE_EVENTS,
   toAttempt,
   toDelivery,
 } from "../common.js";
@@ -20,7 +22,7 @@ const same = (p: string) => p;
 
 export function sqliteDeliveries(db: SQLite.Database): DeliveryStatements {
   const st = {
-    get: db.prepare<[string], DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?`),
+    get: db.prepare<[string], DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM ${DELIVERY_FROM} WHERE d.id = ?`),
     attempts: db.prepare<[string], AttemptRow>(
       `SELECT ${ATTEMPT_COLUMNS} FROM webhook_delivery_attempts WHERE delivery_id = ? ORDER BY attempt`,
     ),
@@ -53,7 +55,8 @@ export function sqliteDeliveries(db: SQLite.Database): DeliveryStatements {
          AND (status IN ('success', 'dead_letter') OR (status = 'failed' AND next_retry_at IS NULL)) LIMIT ?)`,
     ),
     purgeEvents: db.prepare<[string, number]>(
-      "DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events WHERE created_at < ? LIMIT ?)",
+      `DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events WHERE created_at < ?
+         AND ${PURGEABLE_EVENTS} LIMIT ?)`,
     ),
   };
 
@@ -63,21 +66,21 @@ export function sqliteDeliveries(db: SQLite.Database): DeliveryStatements {
       return row && (webhookId === undefined || row.webhook_id === webhookId) ? toDelivery(row, same) : null;
     },
     async list(webhookId, filter, page) {
-      const where = ["webhook_id = ?"];
+      const where = ["d.webhook_id = ?"];
       const params: unknown[] = [webhookId];
       const add = (condition: string, value: string | undefined) => {
         if (!value) return;
         where.push(condition);
         params.push(value);
       };
-      add("status = ?", filter.status);
-      add("event = ?", filter.event);
-      add("created_at >= ?", filter.since);
-      add("created_at < ?", filter.until);
-      add("id < ?", page.before);
+      add("d.status = ?", filter.status);
+      add("d.event = ?", filter.event);
+      add("d.created_at >= ?", filter.since);
+      add("d.created_at < ?", filter.until);
+      add("d.id < ?", page.before);
       const rows = db
         .prepare<unknown[], DeliveryRow>(
-          `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`,
+          `SELECT ${DELIVERY_COLUMNS} FROM ${DELIVERY_FROM} WHERE ${where.join(" AND ")} ORDER BY d.id DESC LIMIT ?`,
         )
         .all(...params, page.limit);
       return rows.map((r) => toDelivery(r, same));

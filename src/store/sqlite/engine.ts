@@ -29,9 +29,10 @@ export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
        VALUES (@id, @user_id, @event, @payload, @priority, @idempotency_key, @delivery_count, @created_at)`,
     ),
     insertDelivery: sqlite.prepare(
-      `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, payload, status, priority, attempts,
+      // No payload: the event row just written holds it, once for all its deliveries.
+      `INSERT INTO webhook_deliveries (id, webhook_id, event_id, event, status, priority, attempts,
          next_retry_at, duration_ms, created_at)
-       VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, 0, ?)`,
+       VALUES (?, ?, ?, ?, 'pending', ?, 0, ?, 0, ?)`,
     ),
     insertAttempt: sqlite.prepare(
       `INSERT OR IGNORE INTO webhook_delivery_attempts (delivery_id, attempt, webhook_id, attempted_at, response_code,
@@ -95,7 +96,7 @@ export function sqliteEngine(sqlite: SQLite.Database): EngineStatements {
       const entries = [];
       for (const webhookId of targets) {
         const id = row.newDeliveryId();
-        st.insertDelivery.run(id, webhookId, row.eventId, row.event, row.body, row.priority, now, now);
+        st.insertDelivery.run(id, webhookId, row.eventId, row.event, row.priority, now, now);
         entries.push({ id, webhookId, priority: row.priority });
       }
       writes.push({ id: row.eventId, deliveries: targets.length, duplicate: false, entries });

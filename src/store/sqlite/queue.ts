@@ -4,7 +4,14 @@
  * the file's only claimer (src/queue/sql-queue.ts explains why).
  */
 import type SQLite from "better-sqlite3";
-import { type ClaimRow, depthByPriority, toClaimed, WAITING } from "../common.js";
+import {
+  type ClaimRow,
+  DELIVERY_FROM,
+  DELIVERY_PAYLOAD,
+  depthByPriority,
+  toClaimed,
+  WAITING,
+} from "../common.js";
 import type { SqliteQueueStatements } from "../types.js";
 
 const same = (p: string) => p;
@@ -14,10 +21,11 @@ export function sqliteQueueStatements(sqlite: SQLite.Database): SqliteQueueState
     // What this process holds in flight is still due in the table (the lease lives in memory):
     // it is left out here, so its payload is not read again on every claim.
     due: sqlite.prepare<[string, string, number, string, number], ClaimRow>(
-      `SELECT id, webhook_id, priority, event, payload, attempts FROM webhook_deliveries
-       WHERE webhook_id = ? AND ${WAITING} AND next_retry_at <= ? AND priority = ?
-         AND id NOT IN (SELECT value FROM json_each(?))
-       ORDER BY next_retry_at LIMIT ?`,
+      `SELECT d.id, d.webhook_id, d.priority, d.event, ${DELIVERY_PAYLOAD} AS payload, d.attempts
+       FROM ${DELIVERY_FROM}
+       WHERE d.webhook_id = ? AND d.${WAITING} AND d.next_retry_at <= ? AND d.priority = ?
+         AND d.id NOT IN (SELECT value FROM json_each(?))
+       ORDER BY d.next_retry_at LIMIT ?`,
     ),
     ready: sqlite.prepare<[string, string, string], { id: string }>(
       `SELECT w.id FROM webhooks w WHERE
