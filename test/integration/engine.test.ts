@@ -89,7 +89,9 @@ describe("delivery engine (embedded)", () => {
   it("retries on the schedule, records every attempt with its reason, then dead-letters", async () => {
     const rx = await receiver({ reply: { status: 500, body: "boom" } });
     const clock = new ManualClock();
-    const t = await setup({ clock, config: { breakerThreshold: 100 } });
+    // Retries are woken by their own timers; an hourly sweep keeps the 24 h advance below cheap
+    // (at the default 1 s it runs 86,400 sweeps, which on a loaded machine takes over a minute).
+    const t = await setup({ clock, config: { breakerThreshold: 100 }, sweepIntervalMs: 3_600_000 });
     const { webhook } = await hook(t, "alice", rx);
     const { id: _evt } = await t.engine.emitter.emit("sync.failed", {
       userId: "alice",
