@@ -104,6 +104,7 @@ export class ServiceApi {
         if (patch.active !== undefined) body.active = patch.active;
         if (patch.events !== undefined) body.events = patch.events;
         if (patch.path !== undefined) body.url = `${receiverUrl}${patch.path}`;
+        const sets = (["active", "events", "path"] as const).filter((k) => patch[k] !== undefined);
         const sentAt = Date.now();
         try {
           const r = await this.#retrying("PATCH", `/api/v1/webhooks/${w.id}`, body, sentAt + 180_000);
@@ -111,10 +112,16 @@ export class ServiceApi {
             throw new Error(`PATCH ${w.name} answered ${r.status}: ${JSON.stringify(r.json)}`);
         } catch (err) {
           // It may or may not have taken effect: from here on, this webhook's state is unknown.
-          w.changes.push({ sentAt, ackedAt: Number.MAX_SAFE_INTEGER, to, what: `${what} (never confirmed)` });
+          w.changes.push({
+            sentAt,
+            ackedAt: Number.MAX_SAFE_INTEGER,
+            to,
+            sets,
+            what: `${what} (never confirmed)`,
+          });
           throw err;
         }
-        const change: WebhookChange = { sentAt, ackedAt: Date.now(), to, what };
+        const change: WebhookChange = { sentAt, ackedAt: Date.now(), to, sets, what };
         w.changes.push(change);
         return change;
       });

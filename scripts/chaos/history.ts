@@ -24,6 +24,8 @@ export interface WebhookChange {
   sentAt: number;
   ackedAt: number;
   to: SubscriptionState;
+  /** The fields this PATCH set (the rest of `to` is carried over from the change before it). */
+  sets: ReadonlyArray<keyof SubscriptionState>;
   /** For the report: "events → [memory.created]", "disable", "url → /w/a/2". */
   what: string;
 }

@@ -15,6 +15,7 @@ import { createLogger } from "../../src/logger.js";
 import { createMetrics } from "../../src/metrics.js";
 import { buildProgram } from "../../src/program.js";
 import { startTestEngine } from "../../test/helpers/engine.js";
+import { USAGE as CHAOS_USAGE } from "../chaos/args.js";
 import { PACKAGE_JSON, ROOT, TEST_CODE } from "./sources.js";
 
 export interface Route {
@@ -83,6 +84,8 @@ function routePattern(url: string): RegExp {
 
 export async function loadKnown(): Promise<{ known: Known; close(): Promise<void> }> {
   const flags = new Set(allCommands(buildProgram()).flatMap((c) => [...longFlags(c)]));
+  // `npm run chaos -- …` (scripts/chaos) has flags of its own, listed in its usage text.
+  for (const m of CHAOS_USAGE.matchAll(/--[a-z][a-z-]*/g)) flags.add(m[0]);
 
   const te = await startTestEngine({ workers: false });
   const app = await buildServer({

@@ -18,13 +18,14 @@
 import { describe, expect, it } from "vitest";
 import { type CampaignOptions, DEFAULTS } from "../../scripts/chaos/args.js";
 import { runCampaign } from "../../scripts/chaos/campaign.js";
+import { FAULT_KINDS } from "../../scripts/chaos/faults.js";
 import type { Mode } from "../../scripts/chaos/history.js";
 import { formatText } from "../../scripts/chaos/report.js";
 import { serviceMissing, TEST_DATABASE_URL } from "../helpers/services.js";
 
-const SECONDS = 30;
-/** Seeds whose 30 s timelines hit every fault kind of their mode (see the report's timeline). */
-const SEEDS: Record<Mode, number> = { embedded: 17, postgres: 1379, redis: 2668 };
+const SECONDS = 60;
+/** Seeds whose 60 s timelines hit every fault kind of their mode (asserted below). */
+const SEEDS: Record<Mode, number> = { embedded: 22, postgres: 1379, redis: 2668 };
 const DRAIN: Record<Mode, number> = { embedded: 45, postgres: 100, redis: 60 };
 const noPostgres = serviceMissing("TEST_DATABASE_URL");
 const noRedis = noPostgres || serviceMissing("TEST_REDIS_URL");
@@ -80,6 +81,13 @@ async function campaign(mode: Mode): Promise<void> {
   expect(c.acknowledged, report).toBeGreaterThan(SECONDS * 10);
   expect(c.delivered, report).toBeGreaterThan(0);
   expect(result.planned.length, report).toBeGreaterThan(5);
+  // Every kind of fault this mode has was in the timeline, the long pause (past the lease) too.
+  const kinds = new Set(result.planned.map((f) => f.fault.kind));
+  const ofMode = FAULT_KINDS.filter(
+    (k) => mode === "redis" || (k !== "redis-restart" && (mode === "postgres" || !k.startsWith("db-"))),
+  );
+  expect(ofMode.filter((k) => !kinds.has(k)), report).toEqual([]);
+  expect(result.planned.some((f) => f.fault.kind === "pause" && f.fault.long), report).toBe(true);
   expect(result.verdict.ok, report).toBe(true);
 }
 

@@ -213,12 +213,14 @@ describe("chaos checker", () => {
       sentAt: T - 5000,
       ackedAt: T - 4990,
       to: { ...a.initial, active: false },
+      sets: ["active"],
       what: "disable",
     });
     a.changes.push({
       sentAt: T + 5000,
       ackedAt: T + 5010,
       to: { ...a.initial, active: true },
+      sets: ["active"],
       what: "enable",
     });
     let v = check(h);
@@ -240,6 +242,7 @@ describe("chaos checker", () => {
       sentAt: T + 400,
       ackedAt: T + 450,
       to: { ...b.initial, events: ["sync.failed"] },
+      sets: ["events"],
       what: "events",
     });
     expect(stateDuring(b, e.firstSentAt, e.ackedAt!, 500)).toBe("ambiguous");
@@ -261,6 +264,7 @@ describe("chaos checker", () => {
       sentAt: T + 400,
       ackedAt: T + 450,
       to: { ...b.initial, events: ["sync.failed"] },
+      sets: ["events"],
       what: "events",
     });
     // The row for (k1, b) exists but b never got it: lost, ambiguity or not.
@@ -279,6 +283,7 @@ describe("chaos checker", () => {
       sentAt: T - 5000,
       ackedAt: T - 4000,
       to: { ...b.initial, events: ["sync.failed"] },
+      sets: ["events"],
       what: "events",
     });
     const v = check(settle(h));
@@ -352,12 +357,14 @@ describe("chaos checker", () => {
       sentAt: T + 9000,
       ackedAt: T + 9010,
       to: { ...a.initial, active: false },
+      sets: ["active"],
       what: "disable",
     });
     a.changes.push({
       sentAt: T + 9100,
       ackedAt: T + 9110,
       to: { ...a.initial, active: true },
+      sets: ["active"],
       what: "enable",
     });
     expect(check(h).ok).toBe(true);
@@ -366,6 +373,32 @@ describe("chaos checker", () => {
     const v = check(h);
     expect(v.counts.stateMismatches).toBe(1);
     expect(v.ok).toBe(false);
+  });
+
+  it("does not hold a webhook to a field whose last PATCH was never confirmed", () => {
+    const h = cleanHistory();
+    const a = h.webhooks[0]!;
+    // A URL change that was never answered (it may or may not have been applied)…
+    a.changes.push({
+      sentAt: T + 9000,
+      ackedAt: Number.MAX_SAFE_INTEGER,
+      to: { ...a.initial, path: "/w/a/1" },
+      sets: ["path"],
+      what: "url → /w/a/1 (never confirmed)",
+    });
+    // …then an acknowledged events change, which carries the unconfirmed path along in `to`.
+    a.changes.push({
+      sentAt: T + 9100,
+      ackedAt: T + 9110,
+      to: { ...a.initial, path: "/w/a/1", events: ["sync.failed"] },
+      sets: ["events"],
+      what: "events",
+    });
+    h.db.webhooks[0]!.events = ["sync.failed"];
+    expect(check(h).counts.stateMismatches).toBe(0); // still at the initial path: allowed
+    // The field that was confirmed is still checked.
+    h.db.webhooks[0]!.events = ["memory.created"];
+    expect(check(h).counts.stateMismatches).toBe(1);
   });
 
   it("flags a heal that could not complete", () => {
