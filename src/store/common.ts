@@ -151,18 +151,55 @@ export interface ClaimRow {
   webhook_id: string;
   priority: number;
   event: string;
+  event_id: string | null;
   payload: string;
   attempts: number;
 }
 
-/** `body` turns the stored payload into the exact bytes to send (PostgreSQL re-canonicalizes). */
-export function toClaimed(r: ClaimRow, body: (payload: string) => string): ClaimedDelivery {
+/**
+ * The bodies of recently claimed events, by event id. Every delivery of one event in flight then
+ * shares one string (a 255 KiB event sent to 500 webhooks holds 255 KiB, not 125 MiB), and
+ * PostgreSQL's JSONB is canonicalized once per event instead of once per delivery. An event's
+ * payload never changes, so a cached body is never stale. Bounded by size; oldest out first.
+ */
+export class BodyCache {
+  readonly #bodies = new Map<string, string>();
+  #chars = 0;
+
+  constructor(
+    /** Turns the stored payload into the exact bytes to send (PostgreSQL re-canonicalizes). */
+    private readonly canonical: (stored: string) => string,
+    private readonly maxChars = 16 * 1024 * 1024,
+  ) {}
+
+  body(eventId: string | null, stored: string): string {
+    if (eventId === null) return this.canonical(stored);
+    const hit = this.#bodies.get(eventId);
+    if (hit !== undefined) return hit;
+    const body = this.canonical(stored);
+    if (body.length > this.maxChars) return body;
+    this.#bodies.set(eventId, body);
+    this.#chars += body.length;
+    for (const [id, old] of this.#bodies) {
+      if (this.#chars <= this.maxChars) break;
+      this.#bodies.delete(id);
+      this.#chars -= old.length;
+    }
+    return body;
+  }
+
+  get size(): number {
+    return this.#bodies.size;
+  }
+}
+
+export function toClaimed(r: ClaimRow, bodies: BodyCache): ClaimedDelivery {
   return {
     id: r.id,
     webhookId: r.webhook_id,
     priority: r.priority,
     event: r.event,
-    payload: body(r.payload),
+    payload: bodies.body(r.event_id, r.payload),
     attempts: r.attempts,
   };
 }

@@ -6,7 +6,7 @@
  * lease_until`: a row whose claimer died is simply due again when the lease runs out.
  */
 import type pg from "pg";
-import { type ClaimRow, depthByPriority, toClaimed, WAITING } from "../common.js";
+import { BodyCache, type ClaimRow, depthByPriority, toClaimed, WAITING } from "../common.js";
 import type { PgQueueStatements, SweepRow } from "../types.js";
 import { canonicalBody } from "./body.js";
 import { inTransaction, WAKE_CHANNEL } from "./engine.js";
@@ -18,12 +18,14 @@ const epochMs = (col: string) => `round(extract(epoch from ${col}) * 1000)::floa
  * payload its event row holds (stored once per event, CONTRACT §2).
  */
 const RETURNING = "RETURNING id, webhook_id, priority, event, event_id, payload, attempts";
-const CLAIMED = `SELECT c.id, c.webhook_id, c.priority, c.event, COALESCE(c.payload, e.payload)::text AS payload,
-  c.attempts FROM claimed c LEFT JOIN webhook_events e ON e.id = c.event_id`;
+const CLAIMED = `SELECT c.id, c.webhook_id, c.priority, c.event, c.event_id,
+  COALESCE(c.payload, e.payload)::text AS payload, c.attempts
+  FROM claimed c LEFT JOIN webhook_events e ON e.id = c.event_id`;
 const SWEEP_COLS = `id, webhook_id, priority, ${epochMs("next_retry_at")} AS due, lease_owner, ${epochMs("lease_until")} AS lease_until`;
 
 export function pgQueueStatements(pool: pg.Pool): PgQueueStatements {
-  const claimed = (rows: ClaimRow[]) => rows.map((r) => toClaimed(r, canonicalBody));
+  const bodies = new BodyCache(canonicalBody);
+  const claimed = (rows: ClaimRow[]) => rows.map((r) => toClaimed(r, bodies));
   return {
     wakeChannel: WAKE_CHANNEL,
 

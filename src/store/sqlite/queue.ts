@@ -5,6 +5,7 @@
  */
 import type SQLite from "better-sqlite3";
 import {
+  BodyCache,
   type ClaimRow,
   DELIVERY_FROM,
   DELIVERY_PAYLOAD,
@@ -14,14 +15,13 @@ import {
 } from "../common.js";
 import type { SqliteQueueStatements } from "../types.js";
 
-const same = (p: string) => p;
-
 export function sqliteQueueStatements(sqlite: SQLite.Database): SqliteQueueStatements {
+  const bodies = new BodyCache((stored) => stored); // SQLite keeps the canonical bytes as they are
   const st = {
     // What this process holds in flight is still due in the table (the lease lives in memory):
     // it is left out here, so its payload is not read again on every claim.
     due: sqlite.prepare<[string, string, number, string, number], ClaimRow>(
-      `SELECT d.id, d.webhook_id, d.priority, d.event, ${DELIVERY_PAYLOAD} AS payload, d.attempts
+      `SELECT d.id, d.webhook_id, d.priority, d.event, d.event_id, ${DELIVERY_PAYLOAD} AS payload, d.attempts
        FROM ${DELIVERY_FROM}
        WHERE d.webhook_id = ? AND d.${WAITING} AND d.next_retry_at <= ? AND d.priority = ?
          AND d.id NOT IN (SELECT value FROM json_each(?))
@@ -70,7 +70,7 @@ export function sqliteQueueStatements(sqlite: SQLite.Database): SqliteQueueState
 
   return {
     due: (webhookId, now, priority, limit, held = []) =>
-      st.due.all(webhookId, now, priority, JSON.stringify(held), limit).map((r) => toClaimed(r, same)),
+      st.due.all(webhookId, now, priority, JSON.stringify(held), limit).map((r) => toClaimed(r, bodies)),
     readyWebhooks: (now) => st.ready.all(now, now, now).map((r) => r.id),
     reschedule: (ids, dueAt) => rescheduleTx(ids, dueAt),
     depth: () => depthByPriority(st.depth.all()),
