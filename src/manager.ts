@@ -5,6 +5,7 @@
  */
 import type { Clock } from "./clock.js";
 import { attemptDelivery } from "./dispatcher.js";
+import { isLabel, labelReason } from "./emitter.js";
 import { TEST_EVENT } from "./events.js";
 import type { DeliveryClient } from "./http-client.js";
 import { isId, newId } from "./ids.js";
@@ -109,6 +110,8 @@ export class WebhookManager {
   }
 
   async create(userId: string, input: WebhookInput): Promise<{ webhook: WebhookView; secret: string }> {
+    // The API checks the acting user the same way (auth.ts); a library caller gets the same answer.
+    if (!isLabel(userId)) throw new ManagerError("invalid_field", labelReason("user_id", userId), "user_id");
     const fields = checkFields(input, true);
     const url = await this.#validUrl(input.url);
     const secret = generateSecret();

@@ -186,7 +186,14 @@ describe("webhook manager", () => {
     await expect(t.engine.manager.create("alice", null as never)).rejects.toMatchObject({
       code: "invalid_request",
     });
-    expect((await t.engine.manager.list("alice", {})).data).toEqual([]);
+    // The owner follows the emitter's rule for user ids, as the API's acting user does.
+    for (const userId of ["", "bad\nuser", "x".repeat(256), 7 as unknown as string]) {
+      await expect(t.engine.manager.create(userId, { url: u, events: ["*"] })).rejects.toMatchObject({
+        code: "invalid_field",
+        field: "user_id",
+      });
+    }
+    expect((await t.engine.manager.list(undefined, {})).data).toEqual([]);
   });
 
   it("suggests the event type a typo meant, and counts name lengths in characters", async () => {
