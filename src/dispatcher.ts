@@ -24,6 +24,8 @@ const MAX_STORED_BODY = 65_536;
 /** What a delivery parked behind a disabled webhook says in its history. */
 export const PARKED_MESSAGE =
   "the webhook is disabled: this delivery waits and goes out once it is enabled again";
+export const MISSING_BODY_MESSAGE =
+  "nothing to send: neither the delivery nor its event row holds a payload (the event row is gone)";
 
 /** The secrets to sign with: the current one, and the previous one while its grace period lasts. */
 export function activeSecrets(hook: WebhookRecord, now: number): string[] {
@@ -81,6 +83,28 @@ export async function attemptDelivery(
     };
   }
 
+  if (c.payload === null) {
+    // Nothing to send (the event row was deleted by hand, or written by a release that did not
+    // store it): say so once, spending no attempt, rather than sign and send an empty body.
+    return {
+      outcome: {
+        ...base,
+        attempt: c.attempts,
+        status: "dead_letter",
+        nextRetryAt: null,
+        responseCode: null,
+        responseBody: null,
+        durationMs: 0,
+        completedAt: base.attemptedAt,
+        errorType: null,
+        errorMessage: MISSING_BODY_MESSAGE,
+        attempted: false,
+      },
+      result: null,
+      gone: false,
+      attempted: false,
+    };
+  }
   const headers = signBody({
     secret: hook.secret,
     secrets: activeSecrets(hook, startedAt),

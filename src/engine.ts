@@ -160,8 +160,8 @@ export function createEngine(options: EngineOptions): Engine {
       closed ??= (async () => {
         clock.clearTimeout(purgeTimer);
         purgeTimer = null;
-        await handoffs.flush();
-        await worker?.stop();
+        // Side by side: a frozen queue server must not eat into the drain budget.
+        await Promise.all([handoffs.flush(), worker?.stop()]);
         await queue.close();
         if (!options.client) await client.close();
       })();

@@ -307,7 +307,7 @@ export class WebhookManager {
     const attempts = await this.deps.store.deliveries.attempts(d.id);
     return {
       ...deliveryView(d, this.#probeAt(w)),
-      payload: JSON.parse(d.payload),
+      payload: d.payload === null ? null : JSON.parse(d.payload),
       attempt_history: attempts.map(attemptView),
     };
   }

@@ -44,8 +44,8 @@ export interface DeliveryRecord {
   webhookId: string;
   eventId: string | null;
   event: string;
-  /** The body as sent: canonical JSON. */
-  payload: string;
+  /** The body as sent: canonical JSON; null when its event row is gone (nothing can be sent). */
+  payload: string | null;
   status: DeliveryStatus;
   priority: number;
   attempts: number;

@@ -287,7 +287,9 @@ export const DeliveryDetailResponse = define(
   "DeliveryDetailResponse",
   Type.Object({
     ...deliveryFields,
-    payload: Type.Unknown({ description: "The envelope as sent to the receiver" }),
+    payload: Type.Unknown({
+      description: "The envelope as sent to the receiver; null when its event row is gone",
+    }),
     attempt_history: Type.Array(ref(AttemptResponse)),
   }),
 );

@@ -18,8 +18,8 @@ export interface QueueEntry {
 
 export interface ClaimedDelivery extends QueueEntry {
   event: string;
-  /** The stored payload (the canonical body in SQLite). */
-  payload: string;
+  /** The exact body to send; null when neither the delivery nor its event holds one any more. */
+  payload: string | null;
   /** Attempts already made. */
   attempts: number;
 }

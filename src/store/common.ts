@@ -68,8 +68,8 @@ export const WEBHOOK_COLUMNS =
 
 /** What DELIVERY_COLUMNS selects: everything but the lease. */
 export type DeliveryRow = Omit<Selectable<DeliveriesTable>, "lease_owner" | "lease_until" | "payload"> & {
-  /** Always present once read through DELIVERY_FROM. */
-  payload: string;
+  /** Read through DELIVERY_FROM: null only when neither the delivery nor its event holds one. */
+  payload: string | null;
 };
 
 /**
@@ -95,7 +95,7 @@ export function toDelivery(row: DeliveryRow, body: (payload: string) => string):
     webhookId: row.webhook_id,
     eventId: row.event_id,
     event: row.event,
-    payload: body(row.payload),
+    payload: row.payload === null ? null : body(row.payload),
     status: row.status,
     priority: row.priority,
     attempts: row.attempts,
@@ -152,7 +152,8 @@ export interface ClaimRow {
   priority: number;
   event: string;
   event_id: string | null;
-  payload: string;
+  /** Null only when neither the delivery nor its event row holds one. */
+  payload: string | null;
   attempts: number;
 }
 
@@ -172,7 +173,8 @@ export class BodyCache {
     private readonly maxChars = 16 * 1024 * 1024,
   ) {}
 
-  body(eventId: string | null, stored: string): string {
+  body(eventId: string | null, stored: string | null): string | null {
+    if (stored === null) return null;
     if (eventId === null) return this.canonical(stored);
     const hit = this.#bodies.get(eventId);
     if (hit !== undefined) return hit;

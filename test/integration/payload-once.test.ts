@@ -8,8 +8,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { MISSING_BODY_MESSAGE } from "../../src/dispatcher.js";
 import { newId } from "../../src/ids.js";
 import { migrate, openStore, type Store } from "../../src/store/index.js";
+import { startTestEngine } from "../helpers/engine.js";
+import { startReceiver } from "../helpers/receiver.js";
 import { createPgSchema } from "../helpers/services.js";
 import {
   addWebhook,
@@ -34,7 +37,7 @@ for (const backend of backends) {
     });
 
     /** Every way the engine reads a delivery's body, for one delivery of webhook `w`. */
-    async function bodiesOf(store: Store, w: string, id: string): Promise<string[]> {
+    async function bodiesOf(store: Store, w: string, id: string): Promise<Array<string | null>> {
       const out = [(await store.deliveries.get(id))!.payload];
       out.push((await store.deliveries.list(w, {}, { limit: 10 })).find((d) => d.id === id)!.payload);
       if (store.dialect === "sqlite") {
@@ -88,6 +91,50 @@ for (const backend of backends) {
       expect((await bodiesOf(store, first.webhookId, first.id))[2]).toBe(row.body);
     });
 
+    it("dead-letters a delivery whose payload is gone instead of sending an empty body", async () => {
+      const rx = await startReceiver();
+      const t = await startTestEngine({ backend: backend.name });
+      cleanup = async () => {
+        await t.cleanup();
+        await rx.close();
+      };
+      const { webhook } = await t.engine.manager.create("alice", { url: `${rx.url}/h`, events: ["*"] });
+      // A row whose event was deleted by hand (or written by a release that kept no payload).
+      const id = newId("dlv");
+      const now = new Date().toISOString();
+      await t.store.db
+        .insertInto("webhook_deliveries")
+        .values({
+          id,
+          webhook_id: webhook.id,
+          event_id: newId("evt"),
+          event: "memory.created",
+          payload: null,
+          status: "pending",
+          priority: 1,
+          next_retry_at: now,
+          created_at: now,
+        })
+        .execute();
+      t.engine.worker!.invalidate(webhook.id);
+      const deadline = Date.now() + 10_000;
+      while ((await t.store.deliveries.get(id))?.status !== "dead_letter" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await t.store.deliveries.get(id)).toMatchObject({
+        status: "dead_letter",
+        attempts: 0,
+        payload: null,
+        errorMessage: MISSING_BODY_MESSAGE,
+      });
+      expect(rx.requests).toHaveLength(0);
+      // History still answers, saying there is no body.
+      expect(await t.engine.manager.delivery("alice", webhook.id, id)).toMatchObject({
+        status: "dead_letter",
+        payload: null,
+      });
+    });
+
     it("keeps every payload written before migration 003", async () => {
       let store: Store;
       if (backend.name === "sqlite") {
@@ -135,16 +182,26 @@ for (const backend of backends) {
       }));
       await store.db.insertInto("webhook_deliveries").values(old).execute();
 
+      if (store.dialect === "sqlite") {
+        // A failure half-way through leaves the table as it was, and the migration can run again.
+        store.sqlite.exec("ALTER TABLE webhook_deliveries ADD COLUMN own_payload TEXT");
+        await expect(migrate(store)).rejects.toThrow(/003_payload_once/);
+        const kept = store.sqlite.prepare("SELECT payload FROM webhook_deliveries ORDER BY id").all();
+        expect(kept).toEqual(old.map((o) => ({ payload: o.payload })));
+        store.sqlite.exec("ALTER TABLE webhook_deliveries DROP COLUMN own_payload");
+      }
       expect((await migrate(store)).applied).toEqual(["003_payload_once"]);
       expect((await store.deliveries.get(old[0]!.id))!.payload).toBe(withEvent.body);
       expect((await store.deliveries.get(old[1]!.id))!.payload).toBe(eventGone.body);
-      // The copy is dropped where the event row holds the payload, kept where nothing else does.
+      // SQLite rewrites the table and drops the copy where the event row holds the payload;
+      // PostgreSQL keeps old copies (no table rewrite under the migration's lock). Both keep the
+      // copy where nothing else holds it.
       const own = await store.db
         .selectFrom("webhook_deliveries")
         .select(["id", "payload"])
         .orderBy("id")
         .execute();
-      expect(own.map((r) => r.payload === null)).toEqual([true, false]);
+      expect(own.map((r) => r.payload === null)).toEqual([store.dialect === "sqlite", false]);
     });
   });
 }

@@ -127,7 +127,7 @@ for (const backend of queueBackends) {
       expect(
         got.every((d) => d.webhookId === hookA && d.attempts === 0 && d.event === "memory.created"),
       ).toBe(true);
-      expect(JSON.parse(got[0]!.payload)).toEqual({ i: 0 });
+      expect(JSON.parse(got[0]!.payload!)).toEqual({ i: 0 });
     });
 
     it("claims for several webhooks in one call, each up to its own limit", async () => {

@@ -446,7 +446,7 @@ for (const backend of backends) {
         const id = write!.entries[0]!.id;
         expect((await store.deliveries.get(id))!.payload).toBe(row.body);
         expect((await store.deliveries.list(w.id, {}, { limit: 1 }))[0]!.payload).toBe(row.body);
-        expect(JSON.parse((await store.deliveries.get(id))!.payload).data).toEqual(data);
+        expect(JSON.parse((await store.deliveries.get(id))!.payload!).data).toEqual(data);
       });
 
       it("creates one event when two processes emit the same key at once", async () => {
@@ -880,7 +880,7 @@ for (const backend of backends) {
         }
         for (const kept of [retry, pending, recent]) {
           const d = await store.deliveries.get(kept!.id);
-          expect(JSON.parse(d!.payload)).toMatchObject({ event: "memory.created", user_id: "alice" });
+          expect(JSON.parse(d!.payload!)).toMatchObject({ event: "memory.created", user_id: "alice" });
         }
         expect(await store.deliveries.attempts(retry!.id)).toHaveLength(1);
         expect(await countRows(store, "webhook_delivery_attempts")).toBe(2);

@@ -29,7 +29,17 @@ function provider(dialect: Dialect): MigrationProvider {
       for (const [name, statements] of MIGRATIONS) {
         out[name] = {
           async up(db: Kysely<unknown>) {
-            for (const stmt of statements[dialect]) await sql.raw(stmt).execute(db);
+            try {
+              for (const stmt of statements[dialect]) await sql.raw(stmt).execute(db);
+            } catch (err) {
+              // A SQLite migration that opened its own transaction must not leave it open.
+              if (dialect === "sqlite")
+                await sql
+                  .raw("ROLLBACK")
+                  .execute(db)
+                  .catch(() => {});
+              throw err;
+            }
           },
         };
       }
