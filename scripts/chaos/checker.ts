@@ -242,24 +242,35 @@ export function check(h: RunHistory): Verdict {
     if (d.status === "dead_letter") deadLettered++;
   }
 
-  // every webhook ends as its last acknowledged change left it: each field as the last PATCH that
-  // set it says, unless that PATCH was never confirmed (then the field may be either way)
+  // every webhook ends as its last acknowledged change left it: each field as the last confirmed
+  // PATCH that set it says, or as one of the unconfirmed PATCHes after that one (each may or may
+  // not have been applied) — anything else is a lost or garbled update
   let stateMismatches = 0;
   const rowById = new Map(h.db.webhooks.map((r) => [r.id, r]));
+  const key = (field: keyof SubscriptionState, s: SubscriptionState) =>
+    field === "events" ? [...s.events].sort().join(",") : String(s[field]);
   for (const w of h.webhooks) {
     const last = w.changes.at(-1);
     const want = last?.to ?? w.initial;
-    const known = (field: keyof SubscriptionState) => {
-      const setter = w.changes.findLast((c) => c.sets.includes(field));
-      return setter === undefined || setter.ackedAt !== Number.MAX_SAFE_INTEGER;
+    const allowed = (field: keyof SubscriptionState): Set<string> => {
+      const out = new Set<string>();
+      for (let i = w.changes.length - 1; i >= 0; i--) {
+        const c = w.changes[i]!;
+        if (!c.sets.includes(field)) continue;
+        out.add(key(field, c.to));
+        if (c.ackedAt !== Number.MAX_SAFE_INTEGER) return out;
+      }
+      out.add(key(field, w.initial));
+      return out;
     };
     const row = rowById.get(w.id);
     const path = row ? new URL(row.url).pathname : null;
     const same =
       row !== undefined &&
-      (!known("active") || row.active === want.active) &&
-      (!known("path") || path === want.path) &&
-      (!known("events") || [...row.events].sort().join(",") === [...want.events].sort().join(","));
+      path !== null &&
+      allowed("active").has(String(row.active)) &&
+      allowed("path").has(path) &&
+      allowed("events").has([...row.events].sort().join(","));
     if (!same) {
       stateMismatches++;
       note(

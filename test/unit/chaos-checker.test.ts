@@ -396,6 +396,11 @@ describe("chaos checker", () => {
     });
     h.db.webhooks[0]!.events = ["sync.failed"];
     expect(check(h).counts.stateMismatches).toBe(0); // still at the initial path: allowed
+    h.db.webhooks[0]!.url = "http://127.0.0.1:9/w/a/1";
+    expect(check(h).counts.stateMismatches).toBe(0); // or at the unconfirmed one's: allowed
+    h.db.webhooks[0]!.url = "http://127.0.0.1:9/w/a/7";
+    expect(check(h).counts.stateMismatches).toBe(1); // at neither: a garbled update
+    h.db.webhooks[0]!.url = "http://127.0.0.1:9/w/a/1";
     // The field that was confirmed is still checked.
     h.db.webhooks[0]!.events = ["memory.created"];
     expect(check(h).counts.stateMismatches).toBe(1);
