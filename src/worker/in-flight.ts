@@ -26,6 +26,13 @@ export class InFlight {
     return this.#byHook.get(webhookId)?.size ?? 0;
   }
 
+  /** The webhook's attempts that have their answer (their outcomes wait to be written). */
+  answeredCount(webhookId: string): number {
+    let n = 0;
+    for (const id of this.#byHook.get(webhookId) ?? []) if (this.#byId.get(id)?.answered) n++;
+    return n;
+  }
+
   /** Webhooks with something in flight. */
   webhooks(): IterableIterator<string> {
     return this.#byHook.keys();

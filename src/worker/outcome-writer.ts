@@ -20,6 +20,11 @@ export interface OutcomeWriterOptions {
   onError(err: unknown): void;
   /** False once the worker has stopped for good: a failing write then gives up. */
   keepTrying(): boolean;
+  /**
+   * While this returns a promise (a claim in progress), no batch is taken: the claim may count
+   * the results still waiting here as leases that are sure to be held until it lands.
+   */
+  hold?(): Promise<void> | undefined;
 }
 
 export class OutcomeWriter {
@@ -38,6 +43,13 @@ export class OutcomeWriter {
   /** A breaker change not yet written (the stored state is then behind ours). */
   hasBreakerChange(webhookId: string): boolean {
     return this.#breakers.has(webhookId);
+  }
+
+  /** Per webhook, results not yet taken into a write: their deliveries are still leased. */
+  waiting(): Map<string, number> {
+    const n = new Map<string, number>();
+    for (const r of this.#results) n.set(r.outcome.webhookId, (n.get(r.outcome.webhookId) ?? 0) + 1);
+    return n;
   }
 
   add(result: AttemptResult): void {
@@ -68,6 +80,7 @@ export class OutcomeWriter {
 
   async #write(): Promise<void> {
     while (this.#results.length > 0 || this.#breakers.size > 0 || this.#disabled.length > 0) {
+      for (let h = this.o.hold?.(); h; h = this.o.hold?.()) await h;
       const results = this.#results.slice(0, MAX_WRITE_BATCH);
       const batch: OutcomeBatch = {
         leaseOwner: this.o.owner,

@@ -84,6 +84,8 @@ export class DeliveryWorker {
   readonly #hooks: WebhookCache;
   #pumping = false;
   #pumpAgain = false;
+  /** The claim in progress: the outcome writer takes no batch until it has landed. */
+  #claiming: Promise<void> | undefined;
   readonly #writer: OutcomeWriter;
   #sweepTimer: unknown;
   #wakeTimer: { handle: unknown; at: number } | undefined;
@@ -116,6 +118,7 @@ export class DeliveryWorker {
       onError: (err) => this.#noteError("recording outcomes failed", err),
       // At shutdown, until the drain budget (plus a little, within the CLI's forced exit) is spent.
       keepTrying: () => this.#running || (this.#stopping !== undefined && Date.now() < this.#writeDeadline),
+      hold: () => this.#claiming,
     });
   }
 
@@ -290,7 +293,8 @@ export class DeliveryWorker {
       }
       const inflight = this.#inflight.count(webhookId);
       const limit = this.#breakers.allowance(hook, now, this.#o.endpointConcurrency);
-      const room = limit - inflight;
+      // Answered requests no longer occupy the endpoint, though their slots wait for the write.
+      const room = limit - (inflight - this.#inflight.answeredCount(webhookId));
       this.#ready.delete(webhookId);
       if (room <= 0) {
         // Saturated or open: it comes back when a slot frees or the probe is due.
@@ -309,7 +313,22 @@ export class DeliveryWorker {
       plan.push({ webhookId, max, limit, hook });
     }
     if (plan.length === 0 || !this.#running) return;
-    const claimed = await this.#o.queue.claim(plan, now, now + this.leaseMs);
+    // The queue counts every leased delivery against a webhook's limit, answered ones too. Those
+    // whose outcome still waits for the writer are leased until the claim lands (the writer is
+    // held meanwhile), so they may be counted as free: across the fleet, requests open at the
+    // endpoint stay within the limit, and a hot webhook's next request need not wait for the
+    // write and the settle of the previous one.
+    const waiting = this.#writer.waiting();
+    const requests = plan.map((p) => ({ ...p, limit: p.limit + (waiting.get(p.webhookId) ?? 0) }));
+    const claim = this.#o.queue.claim(requests, now, now + this.leaseMs);
+    const landed = claim.then(
+      () => {},
+      () => {},
+    );
+    this.#claiming = landed.finally(() => {
+      this.#claiming = undefined;
+    });
+    const claimed = await claim;
     const byHook = new Map<string, ClaimedDelivery[]>();
     for (const c of claimed) {
       const list = byHook.get(c.webhookId);
@@ -341,6 +360,9 @@ export class DeliveryWorker {
         if (signal.aborted) return;
         this.#inflight.answered(c.id);
         this.#finished(hook, r);
+        // Its endpoint has room again: claim the webhook's next delivery now, not after the write.
+        this.#ready.add(hook.id);
+        this.#pump();
       },
       (err: unknown) => {
         // Only a bug gets here (the client never throws): give the delivery back for later.
