@@ -61,7 +61,7 @@ export class InFlight {
     return abort.signal;
   }
 
-  /** The attempt is over; its outcome waits to be written (the slot stays taken until then). */
+  /** The attempt is over; its outcome waits to be written (the slot is held until then). */
   answered(deliveryId: string): void {
     const f = this.#byId.get(deliveryId);
     if (f) f.answered = true;

@@ -397,8 +397,8 @@ export class DeliveryWorker {
       // Until that write lands, remember it here: the webhook's other deliveries must not be sent.
       this.#hooks.override({ ...hook, active: false });
     }
-    // The slot stays taken until the outcome is written: until then the queue still counts the
-    // delivery against the webhook's limit, and a slot freed earlier would claim nothing.
+    // The slot stays taken until the outcome is written (the queue counts the lease until then);
+    // a claim meanwhile counts it as free for the endpoint (see #pumpLoop).
     this.#writer.add(r);
   }
 
