@@ -86,8 +86,14 @@ async function campaign(mode: Mode): Promise<void> {
   const ofMode = FAULT_KINDS.filter(
     (k) => mode === "redis" || (k !== "redis-restart" && (mode === "postgres" || !k.startsWith("db-"))),
   );
-  expect(ofMode.filter((k) => !kinds.has(k)), report).toEqual([]);
-  expect(result.planned.some((f) => f.fault.kind === "pause" && f.fault.long), report).toBe(true);
+  expect(
+    ofMode.filter((k) => !kinds.has(k)),
+    report,
+  ).toEqual([]);
+  expect(
+    result.planned.some((f) => f.fault.kind === "pause" && f.fault.long),
+    report,
+  ).toBe(true);
   expect(result.verdict.ok, report).toBe(true);
 }
 
