@@ -168,7 +168,7 @@ describe("continuum-webhooks CLI", () => {
     oneLine(again.stderr);
     const listed = JSON.parse((await runCli(["api-key", "list", "--json", "--db", db])).stdout);
     expect(listed[0].revoked_at).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
-  });
+  }, 120_000); // CLI processes one after another: each start takes seconds on a loaded machine
 
   it("refuses a bad user id or key id without writing anything", async () => {
     const db = join(dir, "keys2.db");
